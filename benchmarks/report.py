@@ -1,0 +1,88 @@
+"""Tables and plots from a benchmark's JSON-lines results.
+
+    python -m benchmarks.report results/scaling.jsonl --plot results/scaling.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from benchmarks.harness import format_table
+
+GROWTH_STAGES = ("projection", "gram floor", "distances+krum", "distances+krum (jit)", "select (full d)")
+
+
+def load(path: str | Path) -> list[dict]:
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut off by an interrupted run
+    return rows
+
+
+def growth_table(cells: list[dict], stages=GROWTH_STAGES) -> str:
+    """Median seconds per stage (qkrum, NumPy for the floor) against n."""
+    rows = []
+    for cell in sorted(cells, key=lambda c: (c["attack"], c["n"])):
+        row = {"n": cell["n"], "attack": cell["attack"], "d": cell["d"]}
+        for s in cell["stages"]:
+            if s["stage"] in stages:
+                row[s["stage"]] = s.get("qkrum_s", s.get("numpy_s"))
+        rows.append(row)
+    return format_table(rows, [("n", "n"), ("attack", "attack"), ("d", "d")]
+                        + [(s + (" (numpy)" if s == "gram floor" else ""), s) for s in stages])
+
+
+def plot_growth(cells: list[dict], path: str | Path, stages=GROWTH_STAGES) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    by_attack = sorted({c["attack"] for c in cells})
+    attack = by_attack[0]
+    chosen = sorted((c for c in cells if c["attack"] == attack), key=lambda c: c["n"])
+    ns = [c["n"] for c in chosen]
+    for stage in stages:
+        ys = []
+        for c in chosen:
+            s = next((s for s in c["stages"] if s["stage"] == stage), None)
+            ys.append(None if s is None else s.get("qkrum_s", s.get("numpy_s")))
+        style = "--" if stage == "gram floor" else "-"
+        ax.plot(ns, ys, style, marker="o", label=stage + (" (NumPy SYRK)" if stage == "gram floor" else ""))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("clients n")
+    ax.set_ylabel("median seconds")
+    d = chosen[0]["d"] if chosen else 0
+    ax.set_title(f"qkrum MultiKrum stages, d = {d:,}, attack = {attack}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.split("\n\n")[0])
+    p.add_argument("results", help="JSON-lines file written by a benchmark's --json")
+    p.add_argument("--plot", metavar="PNG", help="write a time-vs-n plot here")
+    args = p.parse_args(argv)
+    cells = load(args.results)
+    if not cells:
+        raise SystemExit(f"no results in {args.results}")
+    print(growth_table(cells))
+    if args.plot:
+        plot_growth(cells, args.plot)
+        print(f"wrote {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""Time MultiKrum's stages at scale, qkrum beside plain NumPy, in the same run.
+
+    python -m benchmarks.scaling --clients 500            # the README's main job
+    python -m benchmarks.scaling --clients 100 500 2000 --json results/scaling.jsonl
+    python -m benchmarks.report results/scaling.jsonl --plot results/scaling.png
+
+Updates are synthetic (:mod:`qkrum.synthetic`: shared low-rank drift, heavy-tailed
+client and coordinate scales; no download), ``f`` of them replaced by an attack from
+:mod:`qkrum.attacks`, shuffled to random positions. For each stage the table shows the
+median time of qkrum's kernel and of a NumPy implementation of the same stage, their
+ratio, and the peak resident memory of each as a multiple of the input's size
+(input + peak extra allocation, over input). NumPy runs on a zero-copy view of the same
+buffer, so both read the same memory.
+
+Stages (``d`` = full dimension, ``k`` = projection width):
+
+* ``projection``: finite-client mask, per-coordinate variance, top-k, gather (IV-A);
+* ``gram floor``: the bare float32 product ``X @ X.T`` in NumPy (BLAS SYRK): the floor
+  of the distance stage; ``gram (XLA dot)`` is the same product through ``jax.jit``;
+* ``distances``: squared Euclidean distances on the full updates (Eq. 1, Gram form);
+* ``krum scores``: ``n − f − 2`` nearest neighbours (Eq. 2); ``selection``: lowest m (Eq. 3);
+* ``distances+krum``: the two together, as MultiSignal's Euclidean gate runs them;
+* ``distances+krum (jit)``: the same as one ``jax.jit`` function (pure XLA, no SYRK);
+* ``select (full d)`` and ``select (k=…)``: ``qkrum.select`` end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import qkrum
+from qkrum import attacks, kernels, metrics
+from qkrum.synthetic import honest_updates
+
+from benchmarks.harness import ResultsLog, environment, format_table, measure
+
+PAPER_MNIST_MLP_PARAMS = 159_010  # 784·200 + 200 + 200·10 + 10
+
+# ---------------------------------------------------------------------------------------
+# Plain NumPy implementations of each stage: the baseline qkrum is compared against.
+# ---------------------------------------------------------------------------------------
+
+
+def np_projection(X: np.ndarray, k: int) -> np.ndarray:
+    var = X.var(axis=0)
+    idx = np.argpartition(var, -k)[-k:]
+    return X[:, idx]
+
+
+def np_sq_distances(X: np.ndarray) -> np.ndarray:
+    G = X @ X.T
+    sq = np.diag(G).copy()
+    D = sq[:, None] + sq[None, :] - 2 * G
+    np.maximum(D, 0, out=D)
+    np.fill_diagonal(D, 0)
+    return D
+
+
+def np_krum_scores(D: np.ndarray, f: int) -> np.ndarray:
+    k = D.shape[0] - f - 2
+    D = D.copy()
+    np.fill_diagonal(D, np.inf)
+    return np.partition(D, k - 1, axis=1)[:, :k].sum(axis=1)
+
+
+def np_select(scores: np.ndarray, m: int) -> np.ndarray:
+    mask = np.zeros(scores.shape[0], bool)
+    mask[np.argsort(scores, kind="stable")[:m]] = True
+    return mask
+
+
+def np_multikrum(X: np.ndarray, f: int, m: int, k: int | None) -> np.ndarray:
+    if k is not None:
+        X = np_projection(X, k)
+    return np_select(np_krum_scores(np_sq_distances(X), f), m)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def make_round(key, n: int, f: int, d: int, attack: str):
+    """Honest updates with ``f`` of them replaced by ``attack``, at random positions."""
+    k_honest, k_attack, k_perm = jax.random.split(key, 3)
+    honest = honest_updates(k_honest, n - f, d)
+    honest_mean = jnp.ones((n - f,), honest.dtype) @ honest / (n - f)
+    byz = attacks.apply(attack, k_attack, honest, f) if f else jnp.zeros((0, d), honest.dtype)
+    perm = jax.random.permutation(k_perm, n)
+    x = jnp.concatenate([honest, byz])[perm]
+    is_byz = np.asarray(perm >= n - f)
+    del honest, byz
+    return jax.block_until_ready(x), is_byz, honest_mean
+
+
+def run_cell(n: int, f: int, d: int, attack: str, k: int, repeats: int, seed: int) -> dict:
+    m = n - f
+    x, is_byz, honest_mean = make_round(jax.random.key(seed), n, f, d, attack)
+    X = np.asarray(x)  # zero-copy view for the NumPy baseline
+    input_bytes = X.nbytes
+    block = jax.block_until_ready
+    valid = block(kernels.valid_clients(x))
+    sq = block(kernels.pairwise_sq_euclidean(x))
+    scores = block(kernels.krum_scores(sq, f))
+    sq_np = np_sq_distances(X)
+    scores_np = np_krum_scores(sq_np, f)
+
+    dist_krum_jit = jax.jit(lambda a: kernels.krum_scores(kernels.pairwise_sq_euclidean(a), f))
+    gram_jit = jax.jit(lambda a: a @ a.T)
+
+    stages = {
+        "projection": (
+            lambda: block(kernels.project_topk_variance(x, k, kernels.valid_clients(x))),
+            lambda: np_projection(X, k),
+        ),
+        "gram floor": (None, lambda: X @ X.T),
+        "gram (XLA dot)": (lambda: block(gram_jit(x)), None),
+        "distances": (lambda: block(kernels.pairwise_sq_euclidean(x)), lambda: np_sq_distances(X)),
+        "krum scores": (lambda: block(kernels.krum_scores(sq, f)), lambda: np_krum_scores(sq_np, f)),
+        "selection": (lambda: block(kernels.multikrum_select(scores, m, valid)),
+                      lambda: np_select(scores_np, m)),
+        "distances+krum": (
+            lambda: block(kernels.krum_scores(kernels.pairwise_sq_euclidean(x), f)),
+            lambda: np_krum_scores(np_sq_distances(X), f),
+        ),
+        "distances+krum (jit)": (lambda: block(dist_krum_jit(x)), None),
+        "select (full d)": (lambda: qkrum.select(x, f), lambda: np_multikrum(X, f, m, None)),
+        f"select (k={k})": (lambda: qkrum.select(x, f, project=k), lambda: np_multikrum(X, f, m, k)),
+    }
+    results = []
+    for stage, (ours, theirs) in stages.items():
+        row = {"stage": stage}
+        if ours is not None:
+            r = measure(ours, repeats=repeats)
+            row.update(qkrum_s=r["median_s"], qkrum_times_s=r["times_s"],
+                       qkrum_peak_x=_peak_x(r["peak_extra_bytes"], input_bytes))
+        if theirs is not None:
+            r = measure(theirs, repeats=repeats)
+            row.update(numpy_s=r["median_s"], numpy_times_s=r["times_s"],
+                       numpy_peak_x=_peak_x(r["peak_extra_bytes"], input_bytes))
+        if "qkrum_s" in row and "numpy_s" in row:
+            row["ratio"] = row["qkrum_s"] / row["numpy_s"]
+        results.append(row)
+
+    detection = {}
+    for label, kw in (("full d", {}), (f"k={k}", {"project": k})):
+        sel = qkrum.select(x, f, **kw)
+        agg = sel.aggregate(x)
+        detection[label] = {
+            **metrics.detection(sel.selected, is_byz),
+            "aggregate_rel_error": metrics.aggregate_error(agg, honest_mean)["relative"],
+        }
+        # The NumPy baseline must agree with qkrum on the same selection problem.
+        detection[label]["agrees_with_numpy"] = bool(
+            np.array_equal(sel.selected, np_multikrum(X, f, m, kw.get("project"))))
+    return {
+        "n": n, "f": f, "d": d, "attack": attack, "k": k, "repeats": repeats, "seed": seed,
+        "input_bytes": input_bytes, "stages": results, "detection": detection,
+        "environment": environment(),
+    }
+
+
+def _peak_x(extra: int | None, input_bytes: int) -> float | None:
+    return None if extra is None else (input_bytes + extra) / input_bytes
+
+
+def _stage(cell: dict, name: str) -> dict:
+    return next(s for s in cell["stages"] if s["stage"] == name)
+
+
+def targets(cell: dict) -> list[tuple[str, bool, str]]:
+    """The performance targets of the issue, evaluated on one cell."""
+    dk = _stage(cell, "distances+krum")
+    floor = _stage(cell, "gram floor")["numpy_s"]
+    proj = _stage(cell, "projection")
+    peak = max(s.get("qkrum_peak_x") or 0 for s in cell["stages"] if "qkrum_s" in s)
+    return [
+        ("distances+krum <= 1.5x bare Gram (X @ X.T)", dk["qkrum_s"] <= 1.5 * floor,
+         f"{dk['qkrum_s']:.3f}s vs {floor:.3f}s = {dk['qkrum_s'] / floor:.2f}x"),
+        ("distances+krum no slower than NumPy", dk["qkrum_s"] <= dk["numpy_s"],
+         f"ratio {dk['ratio']:.2f}"),
+        ("projection no slower than NumPy", proj["qkrum_s"] <= proj["numpy_s"],
+         f"ratio {proj['ratio']:.2f}"),
+        ("qkrum peak memory < 3x input", peak < 3, f"{peak:.2f}x"),
+    ]
+
+
+def print_cell(cell: dict, out=None) -> None:
+    out = out or sys.stdout
+    print(f"\n== n={cell['n']}  f={cell['f']}  d={cell['d']:,}  attack={cell['attack']}  "
+          f"k={cell['k']}  input={cell['input_bytes'] / 2**20:.0f} MiB  "
+          f"(median of {cell['repeats']}) ==", file=out)
+    print(format_table(cell["stages"], [
+        ("stage", "stage"), ("qkrum s", "qkrum_s"), ("numpy s", "numpy_s"),
+        ("qkrum/numpy", "ratio"), ("qkrum mem x", "qkrum_peak_x"), ("numpy mem x", "numpy_peak_x"),
+    ]), file=out)
+    print("\nMultiKrum detection:", file=out)
+    det_rows = [{"config": label, **vals} for label, vals in cell["detection"].items()]
+    print(format_table(det_rows, [
+        ("config", "config"), ("acc", "accuracy"), ("f1", "f1"), ("tp", "tp"), ("fp", "fp"),
+        ("tn", "tn"), ("fn", "fn"), ("rejection", "rejection_rate"), ("retention", "retention_rate"),
+        ("agg rel err", "aggregate_rel_error"), ("= numpy", "agrees_with_numpy"),
+    ]), file=out)
+    print("\nTargets:", file=out)
+    for name, ok, detail in targets(cell):
+        print(f"  [{'PASS' if ok else 'FAIL'}] {name}: {detail}", file=out)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__.split("\n\n")[0])
+    p.add_argument("--clients", type=int, nargs="+", default=[500], metavar="N",
+                   help="numbers of clients to sweep (default: 500)")
+    p.add_argument("--byzantine", type=int, default=None, metavar="F",
+                   help="Byzantine clients per round (default: 20%% of N)")
+    p.add_argument("--dim", type=int, default=PAPER_MNIST_MLP_PARAMS, metavar="D",
+                   help=f"update dimension (default: {PAPER_MNIST_MLP_PARAMS:,}, the paper's MNIST MLP)")
+    p.add_argument("--attack", nargs="+", default=["alie"], choices=sorted(attacks.ATTACKS),
+                   metavar="NAME", help=f"attacks to sweep (default: alie); one of {', '.join(sorted(attacks.ATTACKS))}")
+    p.add_argument("--project", type=int, default=1000, metavar="K",
+                   help="projection width for the paper's MultiKrum configuration (default: 1000)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per stage (default: 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="PATH", default=None,
+                   help="append one JSON line per finished cell; rerunning skips finished cells")
+    args = p.parse_args(argv)
+    for n in args.clients:
+        if n < 4:
+            p.error(f"--clients must be >= 4 for Krum scoring, got {n}")
+    if args.byzantine is not None and args.byzantine < 0:
+        p.error(f"--byzantine must be >= 0, got {args.byzantine}")
+    if args.dim < 1 or args.project < 1 or args.repeats < 1:
+        p.error("--dim, --project and --repeats must be >= 1")
+    return args
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
+    from tqdm import tqdm
+
+    log = ResultsLog(args.json, key_fields=("n", "f", "d", "attack", "k", "repeats", "seed"))
+    env = environment()
+    print("environment: " + ", ".join(f"{k}={v}" for k, v in env.items()))
+    cells = []
+    grid = [(n, a) for n in args.clients for a in args.attack]
+    for n, attack in tqdm(grid, desc="cells", unit="cell", file=sys.stderr):
+        f = args.byzantine if args.byzantine is not None else n // 5
+        if n - f - 2 < 1:
+            raise SystemExit(f"--byzantine {f} leaves no Krum neighbours at --clients {n}")
+        key = {"n": n, "f": f, "d": args.dim, "attack": attack, "k": args.project,
+               "repeats": args.repeats, "seed": args.seed}
+        if log.done(key):
+            cell = next(r for r in log.rows if all(r.get(k2) == v for k2, v in key.items()))
+            print(f"\n(n={n}, attack={attack}: already in {args.json}, skipped)")
+        else:
+            t0 = time.perf_counter()
+            cell = run_cell(n, f, args.dim, attack, args.project, args.repeats, args.seed)
+            cell["wall_s"] = time.perf_counter() - t0
+            log.append(cell)
+        print_cell(cell)
+        cells.append(cell)
+    if len(args.clients) > 1:
+        from benchmarks.report import growth_table
+
+        print("\nGrowth with n:")
+        print(growth_table(cells))
+    return cells
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+def build_info() -> dict[str, object]:
+    """Compiler, language standard and hardware threads the extension was built with."""

@@ -1,0 +1,161 @@
+"""Input checks shared by every public entry point.
+
+Every error names the offending parameter and its value, so that a caller who passes
+bad input from deep inside a training loop can see at once what was wrong.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "as_client_matrix",
+    "check_byzantine_count",
+    "check_float_dtype",
+    "check_int",
+    "check_krum_neighbours",
+    "check_num_selected",
+    "check_probability",
+]
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` as a Python int, or raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        # NumPy/JAX integer scalars are accepted; floats are not, even 3.0, because a float
+        # count almost always means a caller computed it by division and forgot to round.
+        if not (hasattr(value, "dtype") and np.issubdtype(np.asarray(value).dtype, np.integer)
+                and np.ndim(value) == 0):
+            raise TypeError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {name}={value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {name}={value}")
+    return value
+
+
+def check_probability(name: str, value: Any, *, open_low: bool = False, open_high: bool = False) -> float:
+    """Return ``value`` as a float in [0, 1] (optionally open at either end)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    low_ok = value > 0.0 if open_low else value >= 0.0
+    high_ok = value < 1.0 if open_high else value <= 1.0
+    if not (np.isfinite(value) and low_ok and high_ok):
+        lo = "(0" if open_low else "[0"
+        hi = "1)" if open_high else "1]"
+        raise ValueError(f"{name} must lie in {lo}, {hi}, got {name}={value}")
+    return value
+
+
+def check_float_dtype(name: str, dtype: Any) -> np.dtype:
+    """Return ``dtype`` as a NumPy float dtype usable by JAX, or raise.
+
+    float64 needs ``jax.config.update("jax_enable_x64", True)``; without it JAX would
+    silently compute in float32, which is exactly the kind of quiet downgrade a caller
+    who asked for float64 does not want.
+    """
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be a floating dtype, got {dtype!r}") from None
+    if not np.issubdtype(dt, np.floating):
+        raise TypeError(f"{name} must be a floating dtype (float32 or float64), got {name}={dt}")
+    if dt == np.float64 and not jax.config.jax_enable_x64:
+        raise ValueError(
+            f"{name}=float64 was requested but JAX runs in 32-bit mode; call "
+            "jax.config.update('jax_enable_x64', True) (or set JAX_ENABLE_X64=1) first"
+        )
+    return dt
+
+
+def _leaf_name(path) -> str:
+    return "updates" + "".join(str(p) for p in path) if path else "updates"
+
+
+def as_client_matrix(updates: Any, *, dtype: Any = None, name: str = "updates") -> jax.Array:
+    """Stack client updates into one ``(n, d)`` JAX array.
+
+    ``updates`` is an ``(n, d)`` array, an ``(n, ...)`` array (trailing axes are
+    flattened), or any pytree whose leaves all share the leading client axis ``n``.
+    Leaves are flattened and concatenated in ``jax.tree_util`` order, so the same pytree
+    structure always maps to the same coordinates.
+
+    The result has ``dtype`` if given, else float32 (float64 inputs are computed in
+    float32 unless the caller asks for float64). Integer or boolean updates are
+    rejected: a model update is a real vector, and silently casting integers hides bugs.
+    A NumPy input already 64-byte aligned is wrapped without a copy on CPU.
+    """
+    leaves_with_path = jax.tree_util.tree_flatten_with_path(updates)[0]
+    if not leaves_with_path:
+        raise ValueError(f"{name} is empty: got a pytree with no array leaves ({updates!r})")
+    target = check_float_dtype("dtype", dtype) if dtype is not None else np.dtype(np.float32)
+
+    mats = []
+    n_clients = None
+    for path, leaf in leaves_with_path:
+        leaf_name = _leaf_name(path) if len(leaves_with_path) > 1 else name
+        if not hasattr(leaf, "dtype") or not hasattr(leaf, "shape"):
+            leaf = np.asarray(leaf)
+        if not jnp.issubdtype(leaf.dtype, jnp.floating):  # jnp's check knows bfloat16
+            raise TypeError(
+                f"{leaf_name} must hold floating-point values, got dtype {leaf.dtype}; "
+                "cast explicitly if the integers really are update values"
+            )
+        if leaf.ndim < 1 or (leaf.ndim < 2 and len(leaves_with_path) == 1):
+            raise ValueError(
+                f"{leaf_name} must have a leading client axis and at least one coordinate, "
+                f"i.e. shape (n, d) or (n, ...); got shape {tuple(leaf.shape)}"
+            )
+        n = leaf.shape[0]
+        if n < 1:
+            raise ValueError(f"{leaf_name} must contain at least one client, got shape {tuple(leaf.shape)}")
+        if n_clients is None:
+            n_clients = n
+        elif n != n_clients:
+            raise ValueError(
+                f"all leaves of {name} must share the leading client axis; "
+                f"{leaf_name} has {n} clients but earlier leaves have {n_clients}"
+            )
+        if isinstance(leaf, np.ndarray) and leaf.dtype == target and leaf.flags.c_contiguous:
+            # Zero-copy on CPU when the buffer is suitably aligned; a plain copy otherwise.
+            leaf = jax.device_put(leaf, may_alias=True)
+        mats.append(jnp.reshape(jnp.asarray(leaf, dtype=target), (n, -1)))
+
+    x = mats[0] if len(mats) == 1 else jnp.concatenate(mats, axis=1)
+    if x.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one coordinate per client, got shape {x.shape}")
+    return x
+
+
+def check_byzantine_count(f: Any, n: int) -> int:
+    """``f`` must be an integer with 0 <= f < n (at least one client must be honest)."""
+    f = check_int("f", f, minimum=0)
+    if f >= n:
+        raise ValueError(f"f must be smaller than the number of clients n={n}, got f={f}")
+    return f
+
+
+def check_num_selected(m: Any, n: int, f: int) -> int:
+    """``m`` defaults to ``n - f`` and must lie in 1..n."""
+    if m is None:
+        return n - f
+    return check_int("m", m, minimum=1, maximum=n)
+
+
+def check_krum_neighbours(n: int, f: int) -> int:
+    """Krum scores use the ``n - f - 2`` nearest neighbours; that must be at least one."""
+    k = n - f - 2
+    if k < 1:
+        raise ValueError(
+            f"Krum scoring needs n - f - 2 >= 1 nearest neighbours, got n={n}, f={f} "
+            f"(n - f - 2 = {k}); use fewer Byzantine clients f or more clients n"
+        )
+    return k

@@ -1,0 +1,59 @@
+"""The scaling benchmark on a tiny grid: results, agreement with NumPy, resume, report."""
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import report, scaling
+
+
+def test_numpy_baseline_agrees_with_reference(rng):
+    from conftest import ref_krum, ref_sq_euclidean
+
+    x = rng.standard_normal((9, 30)).astype(np.float32)
+    np.testing.assert_allclose(scaling.np_sq_distances(x), ref_sq_euclidean(x), rtol=1e-4, atol=1e-4)
+    d = ref_sq_euclidean(x)
+    np.testing.assert_allclose(scaling.np_krum_scores(d, 2), ref_krum(d, 2), rtol=1e-10)
+
+
+def test_scaling_writes_resumable_results(tmp_path, capsys):
+    path = tmp_path / "scaling.jsonl"
+    argv = ["--clients", "12", "16", "--dim", "300", "--project", "50", "--repeats", "1",
+            "--attack", "gaussian", "--json", str(path)]
+    cells = scaling.main(argv)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2 and [c["n"] for c in cells] == [12, 16]
+    cell = json.loads(lines[0])
+    assert cell["f"] == 2 and cell["d"] == 300
+    stages = {s["stage"]: s for s in cell["stages"]}
+    assert {"projection", "gram floor", "distances+krum", "select (k=50)"} <= set(stages)
+    assert stages["distances+krum"]["qkrum_s"] > 0 and stages["distances+krum"]["numpy_s"] > 0
+    for det in cell["detection"].values():
+        # Gaussian noise with std 1 is a blatant outlier next to unit-norm honest updates.
+        assert det["accuracy"] == 1.0 and det["agrees_with_numpy"]
+    assert len(scaling.targets(cell)) == 4
+    out = capsys.readouterr().out
+    assert "Targets:" in out and "Growth with n" in out
+
+    # Rerunning the same sweep finishes nothing new: both cells are read back.
+    again = scaling.main(argv)
+    assert len(path.read_text().splitlines()) == 2
+    assert [c["stages"] for c in again] == [c["stages"] for c in cells]
+
+    # An interrupted write (half a line) is skipped, and that cell is redone.
+    path.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])
+    scaling.main(argv)
+    assert len([json.loads(l) for l in path.read_text().splitlines()[2:]]) == 1
+
+    table = report.growth_table(report.load(path))
+    assert "distances+krum" in table and "16" in table
+    png = tmp_path / "growth.png"
+    report.main([str(path), "--plot", str(png)])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_scaling_rejects_bad_arguments(capsys):
+    with pytest.raises(SystemExit):
+        scaling.main(["--clients", "3"])
+    assert "--clients must be >= 4" in capsys.readouterr().err
