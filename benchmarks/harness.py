@@ -23,6 +23,7 @@ __all__ = [
     "environment",
     "format_table",
     "measure",
+    "measure_pair",
 ]
 
 
@@ -46,6 +47,36 @@ def measure(fn: Callable[[], Any], *, repeats: int, warmup: int = 1) -> dict:
         "times_s": times,
         "peak_extra_bytes": mem.peak_extra_bytes,
     }
+
+
+def measure_pair(ours: Callable[[], Any], theirs: Callable[[], Any], *, repeats: int,
+                 warmup: int = 1) -> tuple[dict, dict, dict]:
+    """Time two implementations of the same stage interleaved (ours, theirs, ours, ...),
+    so that drift in the machine's load affects both alike.
+
+    Returns each one's :func:`measure`-style dict (peak memory from one extra call of
+    each) and the paired ratios ``ours_i / theirs_i``: their median and interquartile
+    spread say whether a difference is larger than the run-to-run noise.
+    """
+    for _ in range(warmup):
+        ours()
+        theirs()
+    t_ours, t_theirs = [], []
+    for _ in range(repeats):
+        for fn, sink in ((ours, t_ours), (theirs, t_theirs)):
+            t0 = time.perf_counter()
+            fn()
+            sink.append(time.perf_counter() - t0)
+    results = []
+    for fn, times in ((ours, t_ours), (theirs, t_theirs)):
+        with PeakMemory() as mem:
+            fn()
+        results.append({"median_s": statistics.median(times), "min_s": min(times), "times_s": times,
+                        "peak_extra_bytes": mem.peak_extra_bytes})
+    ratios = sorted(a / b for a, b in zip(t_ours, t_theirs))
+    q = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else [ratios[0]] * 3
+    paired = {"median": statistics.median(ratios), "q1": q[0], "q3": q[2]}
+    return results[0], results[1], paired
 
 
 def _status_bytes(field: str) -> int | None:
