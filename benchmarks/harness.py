@@ -149,8 +149,11 @@ class ResultsLog:
         self._done.add(self._key(row))
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # A run killed mid-write leaves a partial last line; start on a fresh one.
+            needs_newline = self.path.exists() and self.path.stat().st_size > 0 and \
+                self.path.read_bytes()[-1:] != b"\n"
             with self.path.open("a") as fh:
-                fh.write(json.dumps(row, sort_keys=True) + "\n")
+                fh.write(("\n" if needs_newline else "") + json.dumps(row, sort_keys=True) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
 

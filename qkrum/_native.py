@@ -17,20 +17,21 @@ if _forced not in ("", "native", "python"):
         f"QKRUM_IMPLEMENTATION must be 'native' or 'python' (or unset), got {_forced!r}"
     )
 
-core = None
+_built = None
 _import_error: Exception | None = None
-if _forced != "python":
-    try:
-        from qkrum import _core as core  # type: ignore[no-redef]
-    except ImportError as exc:  # extension not built (no compiler) or broken
-        _import_error = exc
+try:
+    # Imported even when Python is forced, so that QKRUM_REQUIRE_NATIVE still checks the build.
+    from qkrum import _core as _built  # type: ignore[no-redef]
+except ImportError as exc:  # extension not built (no compiler) or broken
+    _import_error = exc
 
-if core is None and (_forced == "native" or os.environ.get("QKRUM_REQUIRE_NATIVE") == "1"):
+if _built is None and (_forced == "native" or os.environ.get("QKRUM_REQUIRE_NATIVE") == "1"):
     raise ImportError(
         "qkrum's native extension qkrum._core is required (QKRUM_IMPLEMENTATION=native or "
         f"QKRUM_REQUIRE_NATIVE=1) but could not be imported: {_import_error}"
     )
 
+core = None if _forced == "python" else _built
 IMPLEMENTATION = "native" if core is not None else "python"
 
 
