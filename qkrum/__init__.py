@@ -5,7 +5,9 @@ and :func:`select` decides which ``m = n − f`` to aggregate. See the README fo
 methods and their sources.
 """
 
-from qkrum import attacks, kernels, metrics, synthetic
+import importlib
+
+from qkrum import attacks, kernels, metrics, qubo, synthetic
 from qkrum._native import IMPLEMENTATION, build_info
 from qkrum._validation import as_client_matrix
 from qkrum.selection import METHODS, Selection, aggregate, select
@@ -14,6 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "IMPLEMENTATION",
+    "anneal",
     "METHODS",
     "Selection",
     "aggregate",
@@ -22,7 +25,15 @@ __all__ = [
     "build_info",
     "kernels",
     "metrics",
+    "qubo",
     "select",
     "synthetic",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    # qkrum.anneal pulls in dimod; load it on first use rather than on `import qkrum`.
+    if name == "anneal":
+        return importlib.import_module("qkrum.anneal")
+    raise AttributeError(f"module 'qkrum' has no attribute {name!r}")

@@ -1,2 +1,45 @@
+"""Private native extension; use qkrum.anneal instead."""
+
+import numpy as np
+import numpy.typing as npt
+
 def build_info() -> dict[str, object]:
     """Compiler, language standard and hardware threads the extension was built with."""
+
+def anneal_dense(
+    J: npt.NDArray[np.float64],
+    h: npt.NDArray[np.float64],
+    num_reads: int,
+    beta_schedule: npt.NDArray[np.float64],
+    seed: int,
+    order: str,
+    cardinality: int,
+    num_threads: int,
+    initial_states: npt.NDArray[np.int8] | None,
+    swap_moves: bool = False,
+) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64], int]:
+    """Simulated annealing on a dense QUBO; returns (samples, energies, flip_attempts)."""
+
+def anneal_csr(
+    indptr: npt.NDArray[np.int64],
+    indices: npt.NDArray[np.int64],
+    data: npt.NDArray[np.float64],
+    h: npt.NDArray[np.float64],
+    num_reads: int,
+    beta_schedule: npt.NDArray[np.float64],
+    seed: int,
+    order: str,
+    cardinality: int,
+    num_threads: int,
+    initial_states: npt.NDArray[np.int8] | None,
+    swap_moves: bool = False,
+) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64], int]:
+    """Simulated annealing on a CSR QUBO (both triangles, sorted rows)."""
+
+def exact_dense(
+    J: npt.NDArray[np.float64], h: npt.NDArray[np.float64], cardinality: int, max_states: int
+) -> tuple[float, npt.NDArray[np.int8], int, int]:
+    """Exhaustive ground states: (energy, states, num_ground, num_states_searched)."""
+
+def read_seed(seed: int, read: int) -> int:
+    """The generator seed of read `read` in a run with seed `seed`."""

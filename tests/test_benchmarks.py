@@ -58,3 +58,32 @@ def test_scaling_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         scaling.main(["--clients", "3"])
     assert "--clients must be >= 4" in capsys.readouterr().err
+
+
+def test_annealer_benchmark_on_a_small_exact_instance(tmp_path, capsys):
+    pytest.importorskip("dwave.samplers")
+    from benchmarks import annealer
+
+    path = tmp_path / "annealer.jsonl"
+    argv = ["--clients", "8", "--reads", "40", "--sweeps", "50", "--repeats", "1", "--json", str(path)]
+    (cell,) = annealer.main(argv)
+    assert cell["certified"]  # n <= 20: the best known energy is the exact ground state
+    rows = {r["run"]: r for r in cell["rows"]}
+    assert set(rows) == {"qkrum (defaults)", "dwave-sa (defaults)", "qkrum single-flip", "dwave-sa, qkrum range"}
+    ours = rows["qkrum (defaults)"]
+    assert ours["best_energy"] == pytest.approx(cell["best_known"]) and ours["swaps_left"] == 0
+    assert ours["swap_moves"] and not rows["qkrum single-flip"]["swap_moves"]
+    for row in rows.values():
+        assert 0 <= row["p_success"] <= 1 and row["best_energy"] >= cell["best_known"] - 1e-9
+    assert "TTS99 dwave-sa / qkrum" in capsys.readouterr().out
+    annealer.main(argv)  # resumed: nothing new
+    assert len(path.read_text().splitlines()) == 1
+
+
+def test_improving_swaps_counts_exchanges_that_lower_the_energy():
+    from benchmarks.annealer import improving_swaps
+
+    # E = x0 + 2 x1 + 3 x2; with x = (0, 1, 1), exchanging 1 or 2 for 0 lowers E: 2 swaps.
+    Q = np.diag([1.0, 2.0, 3.0])
+    assert improving_swaps(Q, np.array([0, 1, 1]), 1e-12) == 2
+    assert improving_swaps(Q, np.array([1, 1, 0]), 1e-12) == 0

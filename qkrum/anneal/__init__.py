@@ -1,0 +1,35 @@
+"""Simulated annealing for QUBOs, exact ground states, and adapters to any dimod sampler.
+
+* :class:`SimulatedAnnealingSampler`: qkrum's annealer (C++ via ``qkrum._core``, or the
+  NumPy fallback), a ``dimod.Sampler`` with dwave-samplers' keyword names.
+* :class:`ExactSolver` / :func:`exact_ground_state`: exhaustive ground states (all ``2^n``
+  states, or all ``C(n, m)`` subsets), the ground truth for small problems.
+* :func:`solve_qubo`: solve a NumPy QUBO with any dimod sampler, including D-Wave's
+  ``LeapHybridSampler`` and QPU composites (:func:`leap_hybrid_sampler`, :func:`qpu_sampler`).
+"""
+
+from qkrum.anneal.adapter import (
+    QUBOSolution,
+    bqm_from_qubo,
+    get_sampler,
+    leap_hybrid_sampler,
+    qpu_sampler,
+    solve_qubo,
+)
+from qkrum.anneal.exact import ExactSolver, exact_ground_state
+from qkrum.anneal.sampler import SimulatedAnnealingSampler
+from qkrum.anneal.schedule import default_beta_range, make_beta_schedule
+
+__all__ = [
+    "ExactSolver",
+    "QUBOSolution",
+    "SimulatedAnnealingSampler",
+    "bqm_from_qubo",
+    "default_beta_range",
+    "exact_ground_state",
+    "get_sampler",
+    "leap_hybrid_sampler",
+    "make_beta_schedule",
+    "qpu_sampler",
+    "solve_qubo",
+]

@@ -1,0 +1,146 @@
+"""solve_qubo with stand-in samplers at the dimod interface; D-Wave credentials. No network."""
+
+import dimod
+import numpy as np
+import pytest
+
+from qkrum.anneal import adapter, bqm_from_qubo, get_sampler, solve_qubo
+from qkrum.anneal.adapter import MissingCredentialsError
+
+
+class StandInHybrid(dimod.Sampler):
+    """Behaves like LeapHybridSampler at the dimod interface: one sample, time_limit."""
+
+    parameters = {"time_limit": []}
+    properties = {"category": "hybrid"}
+
+    def __init__(self):
+        self.calls = []
+
+    def sample(self, bqm, time_limit=None):
+        self.calls.append(time_limit)
+        ss = dimod.ExactSolver().sample(bqm).lowest()
+        ss.info["timing"] = {"qpu_access_time": 1234, "run_time": 5678}
+        return ss.truncate(1)
+
+
+class WrongValues(dimod.Sampler):
+    parameters, properties = {}, {}
+
+    def sample(self, bqm):
+        return dimod.SampleSet.from_samples(([[2] * bqm.num_variables], list(bqm.variables)), "INTEGER", [0.0])
+
+
+class MissingVariable(dimod.Sampler):
+    parameters, properties = {}, {}
+
+    def sample(self, bqm):
+        return dimod.SampleSet.from_samples(([[0]], [0]), "BINARY", [0.0])
+
+
+class Broken(dimod.Sampler):
+    parameters, properties = {}, {}
+
+    def sample(self, bqm):
+        raise ConnectionError("solver went away")
+
+
+def test_bqm_from_qubo_is_vectorised_and_exact(rng):
+    full = rng.standard_normal((6, 6))
+    bqm = bqm_from_qubo(full, 1.5)
+    x = rng.integers(0, 2, (20, 6))
+    want = np.einsum("ki,ij,kj->k", x, full, x) + 1.5  # x^T Q x for a full matrix
+    np.testing.assert_allclose(bqm.energies((x, range(6))), want)
+
+
+@pytest.mark.parametrize("name", ["qkrum", "exact", "dimod-exact", "dwave-sa"])
+def test_solve_qubo_with_each_local_sampler_finds_ground_state(rng, name):
+    pytest.importorskip("dwave.samplers") if name == "dwave-sa" else None
+    Q = np.triu(rng.standard_normal((8, 8)))
+    ground = dimod.ExactSolver().sample(bqm_from_qubo(Q, 0.3)).first.energy
+    params = {"num_reads": 50, "seed": 1} if name in ("qkrum", "dwave-sa") else {}
+    sol = solve_qubo(Q, 0.3, sampler=name, **params)
+    assert sol.energy == pytest.approx(ground)
+    assert sol.sample.shape == (8,) and set(np.unique(sol.sample)) <= {0, 1}
+    assert sol.timing["wall_s"] > 0
+
+
+def test_stand_in_hybrid_gets_time_limit_and_its_timing_is_kept(rng):
+    Q = np.triu(rng.standard_normal((5, 5)))
+    hybrid = StandInHybrid()
+    sol = solve_qubo(Q, sampler=hybrid, time_limit=3)
+    assert hybrid.calls == [3]
+    assert sol.sampler == "StandInHybrid" and sol.timing["qpu_access_time"] == 1234
+    assert sol.energy == pytest.approx(dimod.ExactSolver().sample(bqm_from_qubo(Q)).first.energy)
+
+
+def test_cardinality_only_where_it_can_be_kept(rng):
+    Q = np.triu(rng.standard_normal((6, 6)))
+    assert solve_qubo(Q, cardinality=2, num_reads=20, seed=0).sample.sum() == 2
+    assert solve_qubo(Q, sampler="exact", cardinality=2).sample.sum() == 2
+    with pytest.raises(ValueError, match="cannot keep cardinality=2"):
+        solve_qubo(Q, sampler=StandInHybrid(), cardinality=2)
+
+
+@pytest.mark.parametrize("sampler,match", [
+    (WrongValues(), "outside"),
+    (MissingVariable(), "wrong variables"),
+    (Broken(), "sampler Broken failed: ConnectionError: solver went away"),
+])
+def test_bad_sampler_answers_are_refused(sampler, match):
+    with pytest.raises(RuntimeError, match=match):
+        solve_qubo(np.eye(3), sampler=sampler)
+
+
+@pytest.mark.parametrize("Q,match", [
+    (np.ones((2, 3)), "square"),
+    (np.array([[1.0, np.inf], [0, 1]]), r"Q must be finite, got Q\[0, 1\]=inf"),
+    (np.zeros((0, 0)), "at least one variable"),
+])
+def test_bad_qubo(Q, match):
+    with pytest.raises(ValueError, match=match):
+        solve_qubo(Q)
+
+
+def test_unknown_sampler_name():
+    with pytest.raises(ValueError, match="unknown sampler='neal'; valid names: qkrum, exact"):
+        get_sampler("neal")
+
+
+@pytest.mark.parametrize("name", ["leap-hybrid", "qpu"])
+def test_cloud_samplers_without_token_say_how_to_configure(monkeypatch, tmp_path, name):
+    pytest.importorskip("dwave.cloud")
+    monkeypatch.delenv("DWAVE_API_TOKEN", raising=False)
+    empty = tmp_path / "dwave.conf"
+    empty.write_text("[defaults]\n")
+    monkeypatch.setenv("DWAVE_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    with pytest.raises(MissingCredentialsError, match="DWAVE_API_TOKEN") as info:
+        get_sampler(name)
+    assert "dwave config create" in str(info.value) and "does not fall back" in str(info.value)
+    with pytest.raises(MissingCredentialsError):
+        solve_qubo(np.eye(2), sampler=name, time_limit=5)
+
+
+def test_cloud_samplers_without_dwave_installed(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_dwave(name, *args, **kwargs):
+        if name.startswith("dwave.cloud") or name.startswith("dwave.system"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dwave)
+    with pytest.raises(ImportError, match=r'pip install "qkrum\[dwave\]"'):
+        adapter.leap_hybrid_sampler()
+
+
+def test_unreadable_dwave_config_is_a_clear_error(monkeypatch, tmp_path):
+    pytest.importorskip("dwave.cloud")
+    monkeypatch.delenv("DWAVE_API_TOKEN", raising=False)
+    monkeypatch.setenv("DWAVE_CONFIG_FILE", str(tmp_path / "absent.conf"))
+    with pytest.raises(MissingCredentialsError, match="could not be read"):
+        get_sampler("leap-hybrid")
