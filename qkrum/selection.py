@@ -1,8 +1,8 @@
 """``qkrum.select``: the one entry point that decides which client updates to trust.
 
-A method is a function ``(x, f, m, valid, key, options) -> MethodResult`` registered by
-name; later selection methods (QUBO, cascade, MultiSignal) register here too, so every
-method shares the input validation, non-finite handling, projection and timing below.
+A method is a function ``(x, f, m, valid, key, timings, **options) -> MethodResult``
+registered by name; every method (MultiKrum, QUBO, and later cascade and MultiSignal)
+shares the input validation, non-finite handling, projection and timing below.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def _block(x):
 
 
 @register_method("multikrum")
-def _multikrum(x, f, m, valid, key, options, timings) -> MethodResult:
+def _multikrum(x, f, m, valid, key, timings, **options) -> MethodResult:
     """MultiKrum (Eqs. 2-3): squared Euclidean distances, ``n − f − 2`` neighbours."""
     if options:
         raise TypeError(f"method 'multikrum' takes no options, got {sorted(options)}")
@@ -128,6 +128,56 @@ def _multikrum(x, f, m, valid, key, options, timings) -> MethodResult:
     t3 = time.perf_counter()
     timings.update(distances=t1 - t0, scores=t2 - t1, selection=t3 - t2)
     return MethodResult(selected, scores, {})
+
+
+_DISTANCES = ("cosine", "euclidean", "dual")
+
+
+@register_method("qubo")
+def _qubo(x, f, m, valid, key, timings, *, distance="cosine", alpha=0.5, objective="intra", lam=None,
+          sampler=None, num_reads=1000, certify=None, sampler_params=None, **options) -> MethodResult:
+    """QUBO selection (IV-B/C): the ``m`` mutually closest clients by a selection QUBO.
+
+    Options: ``distance`` ("cosine", Eq. 5; "euclidean", normalised Eq. 7; "dual", Eq. 14
+    with ``alpha``), ``objective`` ("intra" or "paper"), ``lam``, ``sampler``,
+    ``num_reads``, ``certify``, ``sampler_params`` (see :func:`qkrum.qubo_selection.solve_selection`).
+    Non-finite clients are left out of the QUBO. Scores are each client's distance sum
+    to the selected clients (``inf`` for non-finite ones).
+    """
+    from qkrum.qubo_selection import solve_selection
+
+    if options:
+        raise TypeError(f"method 'qubo' got unknown option(s) {sorted(options)}; valid: distance, alpha, "
+                        "objective, lam, sampler, num_reads, certify, sampler_params")
+    if distance not in _DISTANCES:
+        raise ValueError(f"distance must be one of {_DISTANCES}, got distance={distance!r}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got alpha={alpha}")
+    t0 = time.perf_counter()
+    if distance == "cosine":
+        D = kernels.pairwise_cosine_distance(x)
+    elif distance == "euclidean":
+        D = kernels.normalized_euclidean(kernels.pairwise_euclidean(x))
+    else:
+        D = kernels.dual_distance(x, alpha=alpha)
+    D = np.asarray(_block(D), dtype=np.float64)
+    idx = np.flatnonzero(np.asarray(valid))
+    D_valid = D[np.ix_(idx, idx)]
+    timings["distances"] = time.perf_counter() - t0
+    seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+    solution = solve_selection(D_valid, min(m, idx.size), objective=objective, lam=lam, sampler=sampler,
+                               seed=seed, num_reads=num_reads, certify=certify, sampler_params=sampler_params)
+    timings.update(qubo_build=solution.timing["qubo_build"], solve=solution.timing["solve"],
+                   repair=solution.timing["repair"], certify=solution.timing["certify"])
+    selected = np.zeros(x.shape[0], dtype=bool)
+    selected[idx[solution.selected]] = True
+    scores = np.full(x.shape[0], np.inf)
+    scores[idx] = D_valid[:, solution.selected].sum(axis=1)
+    info = {"distance": distance, "objective": objective, "lam": lam, "sampler": solution.sampler,
+            "qubo_energy": solution.qubo_energy, "objective_value": solution.objective,
+            "repaired": solution.repaired, "certified": solution.certified, "exact_optimum": solution.optimum,
+            "sampler_timing": solution.timing["sampler"]}
+    return MethodResult(jnp.asarray(selected), jnp.asarray(scores), info)
 
 
 def select(
@@ -147,7 +197,8 @@ def select(
         updates: ``(n, d)`` array, ``(n, ...)`` array, or pytree whose leaves share the
             leading client axis ``n`` (NumPy or JAX).
         f: the number of Byzantine clients to tolerate, ``0 <= f < n``.
-        method: a name in :data:`METHODS` (``"multikrum"``; later issues add more).
+        method: a name in :data:`METHODS`: ``"multikrum"`` (Eqs. 2–3) or ``"qubo"``
+            (IV-C; options in ``qkrum.selection._qubo``'s docs).
         m: how many clients to select, ``1 <= m <= n``; default ``n − f``.
         seed: seed for methods with random choices (same seed, same selection).
         project: run the method on the ``project`` highest-variance coordinates
@@ -186,7 +237,7 @@ def select(
     timings["projection"] = time.perf_counter() - t0
 
     key = jax.random.key(seed)
-    result = METHODS[method](x, f, m, valid, key, options, timings)
+    result = METHODS[method](x, f, m, valid, key, timings, **options)
     selected = np.asarray(result.selected, dtype=bool) & valid_np
     if n_valid < m:
         warnings.warn(

@@ -1,0 +1,135 @@
+"""Choose m of n clients by solving a selection QUBO over a distance matrix (paper IV-C).
+
+:func:`solve_selection` is the shared solver step of every QUBO-based method: it builds
+the QUBO with :func:`qkrum.qubo.selection_qubo`, solves it with any dimod sampler through
+:func:`qkrum.anneal.solve_qubo`, repairs the cardinality if the sampler's answer has
+``|S| ≠ m``, and, for small ``n``, certifies the answer against an exhaustive search.
+
+How the cardinality is kept
+---------------------------
+* qkrum's own annealer and exact solver can keep ``|S| = m`` in every state (exchange
+  moves). With ``lam=None`` (the default) they get the objective alone, with no penalty:
+  nothing has to be climbed and ``|S| = m`` holds by construction.
+* Other samplers (dwave-samplers, Leap hybrid, QPUs) get the penalised QUBO: ``lam=None``
+  is the provable bound of :mod:`qkrum.qubo`, so their optimum has ``|S| = m``.
+* An explicit ``lam`` (e.g. ``"paper"``, the paper's ``10 · max D``) always builds the
+  penalised QUBO and solves it as given, also with qkrum's annealer, as the paper does.
+
+Repair (IV-C): when the sample has more than ``m`` clients, the one with the largest sum of
+distances to the current selection is dropped, repeatedly; with fewer, the unselected one
+with the smallest sum is added. Every repair step is counted in the result.
+"""
+
+from __future__ import annotations
+
+import time
+from math import comb
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from qkrum.qubo import selection_qubo
+
+__all__ = ["CERTIFY_MAX_SUBSETS", "SelectionSolution", "objective_value", "repair", "solve_selection"]
+
+#: Largest C(n, m) certified by exhaustive search when ``certify=None``.
+CERTIFY_MAX_SUBSETS = 200_000
+
+
+class SelectionSolution(NamedTuple):
+    selected: np.ndarray  # bool (n,), exactly m True
+    sample: np.ndarray  # the sampler's best sample before repair (int8, (n,))
+    qubo_energy: float  # its energy under the QUBO that was solved
+    objective: float  # the objective of the final selection (no penalty)
+    repaired: int  # clients added or removed by the repair step
+    certified: bool | None  # final objective equals the exhaustive optimum; None: not checked
+    optimum: float | None  # the exhaustive optimum, when checked
+    sampler: str
+    timing: dict
+
+
+def objective_value(D: np.ndarray, selected: np.ndarray, objective: str) -> float:
+    """The selection objective without penalty: the cut (``"paper"``) or the within-subset
+    distance (``"intra"``) of the selection."""
+    inside = np.flatnonzero(selected)
+    if objective == "paper":
+        outside = np.flatnonzero(~selected)
+        return float(D[np.ix_(inside, outside)].sum())
+    return float(np.triu(D[np.ix_(inside, inside)], 1).sum())
+
+
+def repair(D: np.ndarray, selected: np.ndarray, m: int) -> tuple[np.ndarray, int]:
+    """Add or drop clients by their distance sums to the current selection until ``|S| = m``."""
+    selected = np.asarray(selected, dtype=bool).copy()
+    steps = 0
+    while selected.sum() > m:
+        sums = D[:, selected].sum(axis=1)
+        sums[~selected] = -np.inf
+        selected[int(np.argmax(sums))] = False
+        steps += 1
+    while selected.sum() < m:
+        sums = D[:, selected].sum(axis=1)
+        sums[selected] = np.inf
+        selected[int(np.argmin(sums))] = True
+        steps += 1
+    return selected, steps
+
+
+def _keeps_cardinality(sampler) -> bool:
+    from qkrum.anneal import ExactSolver, SimulatedAnnealingSampler
+
+    return isinstance(sampler, (SimulatedAnnealingSampler, ExactSolver))
+
+
+def solve_selection(D: Any, m: int, *, objective: str = "intra", lam: Any = None, sampler: Any = None,
+                    seed: int = 0, num_reads: int = 1000, certify: bool | None = None,
+                    sampler_params: dict | None = None) -> SelectionSolution:
+    """Select ``m`` clients from the distance matrix ``D`` (see the module docs).
+
+    Args:
+        D: ``(n, n)`` finite, symmetric, non-negative distances (drop invalid clients first).
+        m: clients to select.
+        objective: ``"intra"`` or ``"paper"`` (:func:`qkrum.qubo.selection_qubo`).
+        lam: ``None`` (provable penalty, or none with qkrum's cardinality-keeping solvers),
+            ``"paper"`` or a number.
+        sampler: ``None`` (qkrum's annealer), a name (``qkrum.anneal.SAMPLER_NAMES``) or a
+            dimod sampler instance.
+        seed, num_reads: passed to samplers that take them (qkrum's, dwave-samplers').
+        certify: compare with the exhaustive optimum over all ``C(n, m)`` subsets; ``None``
+            does so when there are at most :data:`CERTIFY_MAX_SUBSETS` of them.
+        sampler_params: further keyword arguments for ``sampler.sample``.
+    """
+    from qkrum.anneal import SimulatedAnnealingSampler, exact_ground_state, get_sampler, solve_qubo
+
+    D = np.asarray(D, dtype=np.float64)
+    n = D.shape[0]
+    params = dict(sampler_params or {})
+    t0 = time.perf_counter()
+    if sampler is None:
+        sampler = SimulatedAnnealingSampler()
+    elif isinstance(sampler, str):
+        sampler = get_sampler(sampler)
+    cardinality_mode = lam is None and _keeps_cardinality(sampler)
+    Q, offset = selection_qubo(D, m, objective=objective, lam=0 if cardinality_mode else lam)
+    t1 = time.perf_counter()
+    accepted = getattr(sampler, "parameters", None) or {}
+    for name, value in (("num_reads", num_reads), ("seed", seed)):
+        if name in accepted:  # annealers take these; exact solvers and Leap do not
+            params.setdefault(name, value)
+    solution = solve_qubo(Q, offset, sampler=sampler, cardinality=m if cardinality_mode else None, **params)
+    t2 = time.perf_counter()
+    selected, steps = repair(D, solution.sample.astype(bool), m)
+    value = objective_value(D, selected, objective)
+    t3 = time.perf_counter()
+    if certify is None:
+        certify = comb(n, m) <= CERTIFY_MAX_SUBSETS
+    certified = optimum = None
+    if certify:
+        Q0, off0 = selection_qubo(D, m, objective=objective, lam=0)
+        optimum = exact_ground_state(Q0, off0, cardinality=m).energy
+        certified = bool(value <= optimum + 1e-9 * max(1.0, abs(optimum)))
+    t4 = time.perf_counter()
+    timing = {"qubo_build": t1 - t0, "solve": t2 - t1, "repair": t3 - t2, "certify": t4 - t3,
+              "sampler": solution.timing}
+    return SelectionSolution(selected, solution.sample, solution.energy, value, steps, certified, optimum,
+                             solution.sampler, timing)
