@@ -75,12 +75,6 @@ def repair(D: np.ndarray, selected: np.ndarray, m: int) -> tuple[np.ndarray, int
     return selected, steps
 
 
-def _keeps_cardinality(sampler) -> bool:
-    from qkrum.anneal import ExactSolver, SimulatedAnnealingSampler
-
-    return isinstance(sampler, (SimulatedAnnealingSampler, ExactSolver))
-
-
 def solve_selection(D: Any, m: int, *, objective: str = "intra", lam: Any = None, sampler: Any = None,
                     seed: int = 0, num_reads: int = 1000, certify: bool | None = None,
                     sampler_params: dict | None = None) -> SelectionSolution:
@@ -100,6 +94,7 @@ def solve_selection(D: Any, m: int, *, objective: str = "intra", lam: Any = None
         sampler_params: further keyword arguments for ``sampler.sample``.
     """
     from qkrum.anneal import SimulatedAnnealingSampler, exact_ground_state, get_sampler, solve_qubo
+    from qkrum.anneal.adapter import keeps_cardinality
 
     D = np.asarray(D, dtype=np.float64)
     n = D.shape[0]
@@ -109,7 +104,7 @@ def solve_selection(D: Any, m: int, *, objective: str = "intra", lam: Any = None
         sampler = SimulatedAnnealingSampler()
     elif isinstance(sampler, str):
         sampler = get_sampler(sampler)
-    cardinality_mode = lam is None and _keeps_cardinality(sampler)
+    cardinality_mode = lam is None and keeps_cardinality(sampler)
     Q, offset = selection_qubo(D, m, objective=objective, lam=0 if cardinality_mode else lam)
     t1 = time.perf_counter()
     accepted = getattr(sampler, "parameters", None) or {}

@@ -138,7 +138,8 @@ def get_sampler(name: str, **kwargs: Any):
     raise ValueError(f"unknown sampler={name!r}; valid names: {', '.join(SAMPLER_NAMES)}")
 
 
-def _keeps_cardinality(sampler) -> bool:
+def keeps_cardinality(sampler) -> bool:
+    """Whether ``sampler`` can keep exactly m variables at 1 in every state (qkrum's own)."""
     return isinstance(sampler, (SimulatedAnnealingSampler, ExactSolver))
 
 
@@ -166,7 +167,7 @@ def solve_qubo(Q: Any, offset: float = 0.0, *, sampler: Any = None, cardinality:
         raise TypeError(f"sampler must be a dimod sampler or one of {SAMPLER_NAMES}, got {sampler!r}")
     sampler_name = type(sampler).__name__
     if cardinality is not None:
-        if not _keeps_cardinality(sampler):
+        if not keeps_cardinality(sampler):
             raise ValueError(
                 f"sampler {sampler_name} cannot keep cardinality={cardinality}; build Q with the "
                 "penalty (qkrum.qubo.selection_qubo(..., lam=None)) and pass cardinality=None")
