@@ -11,7 +11,8 @@ from qkrum import attacks, ensemble, kernels, metrics, qubo, synthetic
 from qkrum._native import IMPLEMENTATION, build_info
 from qkrum._validation import as_client_matrix
 from qkrum.aggregator import Aggregator, AggregatorState, aggregator
-from qkrum.selection import METHODS, ByzantineMajorityWarning, SamplerError, Selection, aggregate, select
+from qkrum.errors import CardinalityRepairWarning
+from qkrum.selection import METHODS, NORM_GUARD, ByzantineMajorityWarning, SamplerError, Selection, aggregate, select
 from qkrum import baselines  # registers the classical baselines in METHODS  # noqa: E402
 
 __version__ = "0.1.0"
@@ -21,8 +22,10 @@ __all__ = [
     "Aggregator",
     "AggregatorState",
     "ByzantineMajorityWarning",
+    "CardinalityRepairWarning",
     "anneal",
     "METHODS",
+    "NORM_GUARD",
     "SamplerError",
     "Selection",
     "aggregate",

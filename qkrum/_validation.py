@@ -66,8 +66,10 @@ def check_float_dtype(name: str, dtype: Any) -> np.dtype:
         dt = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"{name} must be a floating dtype, got {dtype!r}") from None
-    if not np.issubdtype(dt, np.floating):
-        raise TypeError(f"{name} must be a floating dtype (float32 or float64), got {name}={dt}")
+    if not np.issubdtype(dt, np.floating) or dt.itemsize < 4:
+        # float16/bfloat16 are fine as inputs (converted), not for the arithmetic: their
+        # sums of squares and means overflow near 256 and 65,504.
+        raise TypeError(f"{name} must be float32 or float64, got {name}={dt}")
     if dt == np.float64 and not jax.config.jax_enable_x64:
         raise ValueError(
             f"{name}=float64 was requested but JAX runs in 32-bit mode; call "
@@ -80,7 +82,7 @@ def _leaf_name(path) -> str:
     return "updates" + "".join(str(p) for p in path) if path else "updates"
 
 
-def as_client_matrix(updates: Any, *, dtype: Any = None, name: str = "updates") -> jax.Array:
+def as_client_matrix(updates: Any, *, dtype: Any = None, name: str = "updates", host: bool = False) -> jax.Array:
     """Stack client updates into one ``(n, d)`` JAX array.
 
     ``updates`` is an ``(n, d)`` array, an ``(n, ...)`` array (trailing axes are
@@ -91,12 +93,22 @@ def as_client_matrix(updates: Any, *, dtype: Any = None, name: str = "updates") 
     The result has ``dtype`` if given, else float32 (float64 inputs are computed in
     float32 unless the caller asks for float64). Integer or boolean updates are
     rejected: a model update is a real vector, and silently casting integers hides bugs.
-    A NumPy input already 64-byte aligned is wrapped without a copy on CPU.
+    A NumPy input already 64-byte aligned is wrapped without a copy on CPU. With
+    ``host=True`` (for callers whose kernels read NumPy in row blocks, as
+    :func:`qkrum.select` does) a single C-contiguous NumPy leaf of the target dtype that
+    JAX cannot alias (NumPy aligns to 16 bytes, JAX needs 64) is returned as a 2-D NumPy
+    view instead of being copied whole.
     """
     leaves_with_path = jax.tree_util.tree_flatten_with_path(updates)[0]
     if not leaves_with_path:
         raise ValueError(f"{name} is empty: got a pytree with no array leaves ({updates!r})")
     target = check_float_dtype("dtype", dtype) if dtype is not None else np.dtype(np.float32)
+    if host and len(leaves_with_path) == 1:
+        leaf = leaves_with_path[0][1]
+        if (isinstance(leaf, np.ndarray) and leaf.dtype == target and leaf.flags.c_contiguous
+                and leaf.ndim >= 2 and leaf.shape[0] >= 1 and leaf.size > 0 and leaf.ctypes.data % 64
+                and jax.default_backend() == "cpu"):
+            return leaf.reshape(leaf.shape[0], -1)
 
     mats = []
     n_clients = None

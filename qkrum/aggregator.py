@@ -31,12 +31,14 @@ which is ``W_{t+1} = W_t + η · mean_{i∈S} G_i``.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qkrum import kernels
 from qkrum._validation import check_byzantine_count, check_int
 from qkrum.selection import METHODS, PAPER_PROJECTION, select
 
@@ -45,11 +47,18 @@ __all__ = ["Aggregator", "AggregatorState", "aggregator"]
 
 class AggregatorState(NamedTuple):
     """``key``: PRNG key for the next round's random choices; ``count``: rounds done;
-    ``selected``: the last round's selection mask (``None`` until ``num_clients`` is known)."""
+    ``selected``: the last round's selection mask (``None`` unless the aggregator was
+    built with ``num_clients``: the state keeps the structure ``init`` gave it, so it can
+    be carried through ``lax.scan``); ``num_valid``: the last round's clients that were
+    neither non-finite nor outsized (:func:`qkrum.select`); ``shortfall``: how many fewer
+    valid clients than ``m`` there were (0 when enough), the round then aggregated every
+    valid one."""
 
     key: jax.Array
     count: jax.Array
     selected: jax.Array | None
+    num_valid: jax.Array | None = None
+    shortfall: jax.Array | None = None
 
 
 class Aggregator(NamedTuple):
@@ -71,6 +80,8 @@ def _flatten(client_updates: Any) -> tuple[jax.Array, list, Any]:
     dtype = jnp.result_type(*leaves)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"client_updates must hold floating-point values, got dtype {dtype}")
+    # At least float32: float16 sums overflow (each leaf gets its own dtype back).
+    dtype = jnp.promote_types(dtype, jnp.float32)
     x = jnp.concatenate([jnp.reshape(leaf, (n, -1)).astype(dtype) for leaf in leaves], axis=1)
     return x, leaves, treedef
 
@@ -113,11 +124,40 @@ def aggregator(f: int, *, method: str = "multisignal", m: int | None = None, num
     def init(params: Any = None) -> AggregatorState:
         del params  # the state does not depend on the model
         selected = None if num_clients is None else jnp.zeros((num_clients,), bool)
-        return AggregatorState(jax.random.key(seed), jnp.zeros((), jnp.int32), selected)
+        zero = jnp.zeros((), jnp.int32)
+        return AggregatorState(jax.random.key(seed), zero, selected, zero, zero)
 
-    def host_select(x, round_seed) -> np.ndarray:
-        selection = select(np.asarray(x), f, method=method, m=m, seed=int(round_seed), project=project, **options)
-        return np.asarray(selection.selected, dtype=bool)
+    def host_select(x, round_seed) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = np.asarray(x)
+        n = x.shape[0]
+        want = n - f if m is None else m
+        if not np.asarray(kernels.valid_clients(x)).any():
+            # Nothing can be aggregated: no step (a zero update), reported as num_valid 0.
+            return np.zeros(n, bool), np.int32(0), np.int32(want)
+        with warnings.catch_warnings():
+            # The shortfall is reported in the state; a warning per traced round is noise.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            selection = select(x, f, method=method, m=m, seed=int(round_seed), project=project, **options)
+        num_valid = n - len(selection.info["nonfinite"]) - len(selection.info["outsized"])
+        return (np.asarray(selection.selected, dtype=bool), np.int32(num_valid),
+                np.int32(max(want - num_valid, 0)))
+
+    @jax.custom_jvp
+    def traced_select(x, round_seed):
+        shapes = (jax.ShapeDtypeStruct((x.shape[0],), jnp.bool_), jax.ShapeDtypeStruct((), jnp.int32),
+                  jax.ShapeDtypeStruct((), jnp.int32))
+        # vmap over rounds calls the host selection once per round.
+        return jax.pure_callback(host_select, shapes, x, round_seed, vmap_method="sequential")
+
+    @traced_select.defjvp
+    def _no_derivative(primals, tangents):
+        # The selection is a discrete host computation: piecewise constant, so JAX's own
+        # error (callbacks have no JVP) would be the only alternative. Say what to do.
+        raise TypeError(
+            "qkrum.aggregator's update cannot be differentiated with respect to client_updates: the "
+            "selection is a discrete host computation. Apply jax.lax.stop_gradient to client_updates "
+            "(the aggregate is then differentiable in nothing else), or differentiate the local "
+            "training rather than the server step")
 
     def update(client_updates: Any, state: AggregatorState, params: Any = None, *,
                key: jax.Array | None = None) -> tuple[Any, AggregatorState]:
@@ -131,12 +171,15 @@ def aggregator(f: int, *, method: str = "multisignal", m: int | None = None, num
         if key is None:
             next_key, key = jax.random.split(state.key)
         round_seed = jax.random.randint(key, (), 0, 2**31 - 1)
-        selected = jax.pure_callback(host_select, jax.ShapeDtypeStruct((n,), jnp.bool_), x, round_seed)
+        selected, num_valid, shortfall = traced_select(x, round_seed)
         if combine is not None:
             flat = combine(x, selected)
         else:
-            count = jnp.maximum(jnp.sum(selected), 1)  # select() never returns an empty mask
-            flat = jnp.sum(jnp.where(selected[:, None], x, 0), axis=0) / count.astype(x.dtype)
-        return _unflatten(flat, leaves, treedef), AggregatorState(next_key, state.count + 1, selected)
+            # Only a round without a single valid client selects nobody: then no step.
+            count = jnp.maximum(jnp.sum(selected), 1).astype(x.dtype)
+            flat = kernels.masked_row_sum(x, selected) / count
+        keep_mask = selected if state.selected is not None else None
+        new_state = AggregatorState(next_key, state.count + 1, keep_mask, num_valid, shortfall)
+        return _unflatten(flat, leaves, treedef), new_state
 
     return Aggregator(init, update)

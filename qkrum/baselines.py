@@ -39,11 +39,14 @@ Options
 -------
 * ``trimmed_mean``: ``beta`` (values dropped at each end of every coordinate; default
   ``f``: Yin et al. need the trimmed fraction to be at least the Byzantine fraction,
-  and ``f`` is the smallest such count). ``2·beta`` must be smaller than the number of
-  finite clients.
-* ``geometric_median``: ``max_iter`` (default 100), ``tol`` (default 1e-6: stop when the
-  objective ``Σ‖x_i − z‖`` changes by at most ``tol`` times itself between iterations,
-  the stopping rule of the RFA authors' code), ``eps`` (default 1e-6: RFA's smoothing
+  and ``f`` is the smallest such count). ``2·beta`` must be smaller than ``n``; when
+  invalid clients leave ``n_v ≤ 2·beta`` valid ones, ``beta`` is lowered to
+  ``(n_v − 1) // 2`` with a ``RuntimeWarning`` (each invalid client is itself Byzantine,
+  as for Bulyan below), so an attacker's NaN cannot make the round fail.
+* ``geometric_median``: ``max_iter`` (default 100), ``tol`` (default 1e-6: stop when a
+  step moves the estimate by at most ``tol`` times the median distance of the clients to
+  it; the RFA authors' code compares the change of the objective ``Σ‖x_i − z‖`` instead,
+  which one far client dominates, see below), ``eps`` (default 1e-6: RFA's smoothing
   ``ν``, the weights are
   ``1 / max(ν, ‖z − x_i‖)``; an absolute distance, small against real updates).
 * ``centered_clipping``: ``tau`` (clipping radius), ``iterations`` (``L``, default 1),
@@ -62,10 +65,12 @@ Choices the sources leave open (ours)
 * Geometric median: Weiszfeld starts from the mean of the finite clients, as the RFA
   authors' code does (not from the coordinate-wise median: that is often a data point, where the weight
   ``1/ν`` pins the iteration). Deterministic; the equal client weights ``α_i = 1`` are
-  RFA's with equal data sizes. The stopping rule bounds the change of the objective,
-  not the distance to the minimiser: near a minimiser that is a data point Weiszfeld
-  slows down, and with the defaults the point can be off by ~1e-3 of the data's scale
-  while the objective is within ~1e-5 of its minimum (``tol=0`` runs all ``max_iter``).
+  RFA's with equal data sizes. The stopping rule bounds the last step against the median
+  distance, a scale one client cannot inflate: with the objective's relative change (the
+  RFA code's rule) a single client 1e12× the others' norm dominates the objective, the
+  iteration stopped after 7 steps, still ~600 honest norms away, while a float64 Weiszfeld
+  moves 0.06. The step is not the distance to the minimiser: near a minimiser that is a
+  data point Weiszfeld slows down (``tol=0`` runs all ``max_iter``).
 * Bulyan runs on the ``n_v`` finite clients: ``θ = n_v − 2f``, ``β = θ − 2f``; it needs
   ``n ≥ 4f + 3`` (an error otherwise). If non-finite clients leave ``n_v < 4f + 3``,
   Bulyan tolerates ``f_v = min(f, ⌊(n_v − 3)/4⌋)`` among the finite ones and warns:
@@ -184,6 +189,9 @@ def coordinate_median(x: jax.Array, mask: jax.Array) -> jax.Array:
 def _trimmed_mean_xla(x, mask, beta):
     s = _sorted_masked(x, mask)
     count = jnp.sum(mask)
+    # Under jit the mask is only known at run time: with too few selected rows, trim as
+    # select() does ((count − 1) // 2 at most) instead of averaging nothing.
+    beta = jnp.minimum(beta, jnp.maximum(count - 1, 0) // 2)
     rank = jnp.arange(x.shape[0])[:, None]
     keep = (rank >= beta) & (rank < count - beta)
     kept = jnp.maximum(count - 2 * beta, 1).astype(x.dtype)
@@ -217,33 +225,36 @@ def geometric_median(x: jax.Array, mask: jax.Array, max_iter: int = 100, tol: fl
                      eps: float = 1e-6) -> GeometricMedian:
     """Geometric median of the masked rows by RFA's smoothed Weiszfeld iteration
     (Pillutla et al.): ``z ← Σ_i w_i x_i / Σ_i w_i`` with ``w_i = 1 / max(eps, ‖z − x_i‖)``,
-    from the mean of the masked rows, until the objective changes by at most
-    ``tol · objective`` or ``max_iter`` steps are done. ``lax.while_loop``: jit-able,
-    deterministic, not reverse-differentiable."""
+    from the mean of the masked rows, until a step moves ``z`` by at most ``tol`` times
+    the median distance ``median_i ‖x_i − z‖`` or ``max_iter`` steps are done.
+    ``lax.while_loop``: jit-able, deterministic, not reverse-differentiable."""
     safe = jnp.where(mask[:, None], x, 0)
 
     def distances(z):
         return jnp.where(mask, jnp.linalg.norm(safe - z, axis=1), 0)
 
-    def settled(prev, obj):
-        # Written so that a NaN (an overflowing distance) reads as "not settled".
-        return jnp.abs(prev - obj) <= tol * obj
+    def settled(moved, dist):
+        # The step is compared with the median distance, a scale no single client can
+        # inflate: the objective Σ‖x_i − z‖ of RFA's rule is dominated by one far client
+        # (1e12× the others'), so a relative change of 1e-6 in it let the iteration stop
+        # while z was still hundreds of honest norms away. Written so that a NaN reads
+        # as "not settled".
+        return moved <= tol * jnp.nanmedian(jnp.where(mask, dist, jnp.nan))
 
     def cond(state):
-        i, _, dist, prev = state
-        return (i < max_iter) & ~settled(prev, jnp.sum(dist))
+        i, _, dist, moved = state
+        return (i < max_iter) & ~settled(moved, dist)
 
     def step(state):
         i, z, dist, _ = state
         w = jnp.where(mask, 1 / jnp.maximum(dist, eps), 0)
-        z = jnp.sum(w[:, None] * safe, axis=0) / jnp.sum(w)
-        return i + 1, z, distances(z), jnp.sum(dist)
+        new = jnp.sum(w[:, None] * safe, axis=0) / jnp.sum(w)
+        return i + 1, new, distances(new), jnp.linalg.norm(new - z)
 
     z0 = kernels.coordinate_moments(x, mask)[0]
     init = (jnp.zeros((), jnp.int32), z0, distances(z0), jnp.asarray(jnp.inf, x.dtype))
-    i, z, dist, prev = jax.lax.while_loop(cond, step, init)
-    obj = jnp.sum(dist)
-    return GeometricMedian(z, i, obj, settled(prev, obj))
+    i, z, dist, moved = jax.lax.while_loop(cond, step, init)
+    return GeometricMedian(z, i, jnp.sum(dist), settled(moved, dist))
 
 
 @jax.jit
@@ -502,10 +513,20 @@ def _trimmed_mean(rnd: Round, **options) -> MethodResult:
     ``2·beta <`` the number of finite clients. Scores: distance to the aggregate."""
     beta = _trimmed_beta(rnd.f, options)
     n_valid = int(rnd.valid_np.sum())
-    if 2 * beta >= n_valid:
+    if 2 * beta >= rnd.n:
         source = "" if "beta" in options and options["beta"] is not None else f" (the default, f={rnd.f})"
         raise ValueError(f"trimmed_mean drops beta values at each end of every coordinate, so it needs "
-                         f"2*beta < {n_valid}, the number of finite clients (of n={rnd.n}); got beta={beta}{source}")
+                         f"2*beta < {rnd.n}, the number of clients; got beta={beta}{source}")
+    if 2 * beta >= n_valid:
+        # Like Bulyan: a client that sent an invalid update is itself one of the Byzantine,
+        # so fewer values need trimming among the valid ones; an attacker's NaN must not
+        # make the round fail.
+        lowered = (n_valid - 1) // 2
+        warnings.warn(f"trimmed_mean: only {n_valid} of n={rnd.n} client updates are valid, so beta={beta} "
+                      f"would trim them all; trimming beta={lowered} (each invalid client is itself one of "
+                      "the Byzantine)", RuntimeWarning, stacklevel=3)
+        beta = lowered
+        options = {**options, "beta": beta}
     combine = _trimmed_make_combine(rnd.f, **options)
     point = rnd.timed("aggregate", lambda: combine(rnd.full, rnd.valid))
     return _around(rnd, point, {"beta": beta, "kept": n_valid - 2 * beta}, combine)
@@ -551,7 +572,7 @@ def _bulyan(rnd: Round, **options) -> MethodResult:
     f_eff = f if n_valid >= 4 * f + 3 else max(min(f, (n_valid - 3) // 4), 0)
     if f_eff < f:
         warnings.warn(
-            f"bulyan: only {n_valid} of n={n} client updates are finite, fewer than 4f + 3 = {4 * f + 3}; "
+            f"bulyan: only {n_valid} of n={n} client updates are valid, fewer than 4f + 3 = {4 * f + 3}; "
             f"tolerating f={f_eff} Byzantine clients among the finite ones (each non-finite client is "
             "itself one of the f)",
             RuntimeWarning,

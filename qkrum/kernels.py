@@ -5,11 +5,16 @@ use :func:`qkrum.as_client_matrix` for pytrees), is ``jax.jit``-able (integer ar
 such as ``k``, ``f`` and ``m`` are static), and batches over rounds with ``jax.vmap``.
 The equations are those of Ferenczi et al., arXiv:2605.16438 (cited as "Eq. N").
 
-Non-finite client updates
--------------------------
-A Byzantine client may send NaN or ±Inf. Such a client is *invalid*: a row whose squared
-norm is not finite (this also catches finite values so large that the squared norm
-overflows, which no distance computation could use either). Invalid clients
+Non-finite and unrepresentable client updates
+---------------------------------------------
+A Byzantine client may send NaN or ±Inf, or finite values so large that the arithmetic
+between clients overflows. A client is *invalid* when its squared norm is not at most
+``finfo(dtype).max / (4 n)`` (:func:`representable_bound`; NaN and ±Inf fail the test).
+The bound is per row yet guarantees every pairwise quantity of valid rows:
+``‖a − b‖² ≤ 2‖a‖² + 2‖b‖² ≤ max / n``, so each squared distance, each Krum score (a sum of
+fewer than ``n`` of them) and each Gram entry of two valid clients is finite. In float32
+with n = 1000 a valid update may have a norm up to about 2.9e17: far beyond any model
+update, so honest clients are never affected. Invalid clients
 
 * are excluded from the coordinate variances used by the projection;
 * get distance ``+inf`` to every other client (the diagonal stays 0), so they never count
@@ -17,7 +22,7 @@ overflows, which no distance computation could use either). Invalid clients
 * get Krum score ``+inf`` and are never selected by :func:`multikrum_select`.
 
 The detection costs nothing extra in the distance kernels: it reads the diagonal of the
-Gram matrix, which is computed anyway. A NaN row only poisons its own row and column of
+Gram matrix, which is computed anyway (the same bound, from the same function). A NaN row only poisons its own row and column of
 ``X Xᵀ``, which are then overwritten, so other clients' scores stay finite.
 
 Host fast paths on CPU
@@ -35,6 +40,7 @@ tests hold them to each other.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import jax
@@ -53,7 +59,11 @@ __all__ = [
     "pairwise_cosine_distance",
     "pairwise_euclidean",
     "pairwise_sq_euclidean",
+    "masked_row_sum",
+    "outsized_clients",
     "project_topk_variance",
+    "representable_bound",
+    "row_sq_norms",
     "sum_smallest",
     "topk_variance_indices",
     "valid_clients",
@@ -64,13 +74,104 @@ __all__ = [
 # Validity and projection
 # ---------------------------------------------------------------------------------------
 
-@jax.jit
-def valid_clients(x: jax.Array) -> jax.Array:
-    """Boolean ``(n,)`` mask of clients whose update has a finite squared norm."""
-    return jnp.isfinite(jnp.sum(jnp.square(x), axis=1))
+def representable_bound(n: int, dtype) -> float:
+    """The largest squared norm a valid client may have among ``n`` in ``dtype``:
+    ``finfo(dtype).max / (4 n)`` (see the module docs: it keeps every pairwise distance,
+    Krum score and Gram entry of valid clients finite)."""
+    return float(np.finfo(np.dtype(dtype)).max) / (4.0 * max(int(n), 1))
+
+
+def _representable(sq_norm: jax.Array, n: int) -> jax.Array:
+    # NaN compares False, so NaN/±Inf rows are invalid too.
+    return sq_norm <= jnp.asarray(representable_bound(n, sq_norm.dtype), sq_norm.dtype)
 
 
 @jax.jit
+def _row_sq_norms(x: jax.Array) -> jax.Array:
+    return jnp.sum(jnp.square(x), axis=1)
+
+
+def row_sq_norms(x) -> jax.Array:
+    """Squared norm of every row. A NumPy input is read in row blocks
+    (:func:`_host_blocks`), never copied whole into a JAX buffer."""
+    if isinstance(x, np.ndarray):
+        out = np.empty(x.shape[0], x.dtype)
+        for lo, hi, block in _host_blocks(x):
+            out[lo:hi] = np.asarray(_row_sq_norms(block))[:hi - lo]
+        return jnp.asarray(out)
+    return _row_sq_norms(x)
+
+
+def valid_clients(x) -> jax.Array:
+    """Boolean ``(n,)`` mask of the valid clients: squared norm finite and at most
+    :func:`representable_bound` (see the module docs)."""
+    return _representable(row_sq_norms(x), x.shape[0])
+
+
+def outsized_clients(sq_norms: jax.Array, valid: jax.Array, ratio: float) -> jax.Array:
+    """Boolean ``(n,)`` mask of the valid clients whose norm exceeds ``ratio`` times the
+    median norm of the valid clients (qkrum's magnitude guard, see :func:`qkrum.select`).
+    No client is outsized when that median is 0 (most clients sent a zero update)."""
+    norms = jnp.sqrt(jnp.where(valid, sq_norms, jnp.nan))
+    median = jnp.nanmedian(norms)
+    return valid & (median > 0) & (norms > ratio * median)
+
+
+# NumPy inputs whose buffer JAX cannot alias whole (it needs 64-byte alignment; NumPy
+# gives 16) are read in blocks of rows. A block that starts on a 64-byte boundary is
+# aliased, not copied; the few rows before the first such boundary and after the last full
+# block are copied into one padded block. Every block has the same number of rows (one
+# compilation), and the row loops carry their accumulator across blocks, so the result
+# equals the one-buffer computation bit for bit while nothing of the input's size is
+# allocated.
+_HOST_BLOCK_BYTES = 64 << 20
+
+
+def _host_blocks(x: np.ndarray):
+    """``(start, stop, block)`` over the rows of a C-contiguous 2-D NumPy ``x``, in row
+    order: ``block`` is a JAX array whose first ``stop − start`` rows are
+    ``x[start:stop]`` (the rest is zero padding). Blocks have one of two sizes."""
+    n, row_bytes = x.shape[0], x[0].nbytes
+    period = 64 // math.gcd(row_bytes, 64)  # rows between two 64-byte boundaries
+    big = max(period, _HOST_BLOCK_BYTES // row_bytes // period * period)
+    head = next((r for r in range(period) if (x.ctypes.data + r * row_bytes) % 64 == 0), n)
+    head = min(head, n)
+
+    def copied(lo, hi):  # fewer than `period` rows: a small padded copy
+        block = np.zeros((period,) + x.shape[1:], x.dtype)
+        block[:hi - lo] = x[lo:hi]
+        return lo, hi, jnp.asarray(block)
+
+    if head == n:  # no row starts on a 64-byte boundary: copy every block
+        for lo in range(0, n, period):
+            yield copied(lo, min(lo + period, n))
+        return
+    if head:
+        yield copied(0, head)
+    lo = head
+    for size in (big, period):
+        while lo + size <= n:
+            yield lo, lo + size, jax.device_put(x[lo:lo + size], may_alias=True)
+            lo += size
+    if lo < n:
+        yield copied(lo, n)
+
+
+def _pad_rows(values, lo: int, hi: int, rows: int):
+    part = jnp.asarray(values)[lo:hi]
+    return part if hi - lo == rows else jnp.pad(part, (0, rows - (hi - lo)))
+
+
+def _fold_host_blocks(step, acc, x: np.ndarray, keep, *args):
+    """``acc = step(acc, block, keep[block rows], *args)`` over the row blocks of ``x``
+    (padding rows are not kept)."""
+    for lo, hi, block in _host_blocks(x):
+        # JAX dispatches asynchronously: without this wait every copied block could be
+        # alive at once.
+        acc = step(acc, block, _pad_rows(keep, lo, hi, block.shape[0]), *args).block_until_ready()
+    return acc
+
+
 def coordinate_moments(x: jax.Array, valid: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """Per-coordinate mean and population variance across the ``valid`` clients
     (default: the finite ones, :func:`valid_clients`).
@@ -82,18 +183,44 @@ def coordinate_moments(x: jax.Array, valid: jax.Array | None = None) -> tuple[ja
     """
     if valid is None:
         valid = valid_clients(x)
+    valid = jnp.asarray(valid, bool)
     count = jnp.maximum(jnp.sum(valid), 1).astype(x.dtype)
     zero = jnp.zeros(x.shape[1], x.dtype)
+    if isinstance(x, np.ndarray):
+        mean = _fold_host_blocks(_add_rows, zero, x, valid) / count
+        return mean, _fold_host_blocks(_add_sq_devs, zero, x, valid, mean) / count
+    mean = _add_rows(zero, x, valid) / count
+    return mean, _add_sq_devs(zero, x, valid, mean) / count
 
+
+@jax.jit
+def _add_rows(acc: jax.Array, x: jax.Array, keep: jax.Array) -> jax.Array:
+    """``acc + Σ_{i: keep_i} x_i``, one row after the other (the order every path shares).
+    Rows not kept enter no arithmetic (``where``), so a NaN there cannot leak."""
     def add_row(i, acc):
-        return acc + jnp.where(valid[i], x[i], 0)
+        return acc + jnp.where(keep[i], x[i], 0).astype(acc.dtype)
 
-    mean = jax.lax.fori_loop(0, x.shape[0], add_row, zero) / count
+    return jax.lax.fori_loop(0, x.shape[0], add_row, acc)
 
+
+@jax.jit
+def _add_sq_devs(acc: jax.Array, x: jax.Array, keep: jax.Array, mean: jax.Array) -> jax.Array:
     def add_sq_dev(i, acc):
-        return acc + jnp.where(valid[i], jnp.square(x[i] - mean), 0)
+        return acc + jnp.where(keep[i], jnp.square(x[i] - mean), 0)
 
-    return mean, jax.lax.fori_loop(0, x.shape[0], add_sq_dev, zero) / count
+    return jax.lax.fori_loop(0, x.shape[0], add_sq_dev, acc)
+
+
+def masked_row_sum(x, keep, dtype=None) -> jax.Array:
+    """``Σ_{i: keep_i} x_i`` accumulated in ``dtype`` (default: ``x``'s dtype, at least
+    float32), one row after the other; rows not kept enter no arithmetic. A NumPy ``x``
+    is read in row blocks, with the same result bit for bit."""
+    acc_dtype = jnp.promote_types(x.dtype, jnp.float32) if dtype is None else dtype
+    keep = jnp.asarray(keep, bool)
+    acc = jnp.zeros(x.shape[1:], acc_dtype)
+    if isinstance(x, np.ndarray):
+        return _fold_host_blocks(_add_rows, acc, x, keep)
+    return _add_rows(acc, x, keep)
 
 
 def coordinate_variance(x: jax.Array, valid: jax.Array | None = None) -> jax.Array:
@@ -102,6 +229,11 @@ def coordinate_variance(x: jax.Array, valid: jax.Array | None = None) -> jax.Arr
 
 
 @partial(jax.jit, static_argnames="k")
+def _top_k_indices(var: jax.Array, k: int) -> jax.Array:
+    # top_k is a partial selection, O(d log k); a full sort of d variances is not needed.
+    return jax.lax.top_k(var, k)[1]
+
+
 def topk_variance_indices(x: jax.Array, k: int, valid: jax.Array | None = None) -> jax.Array:
     """Indices of the ``min(k, d)`` highest-variance coordinates, highest first.
 
@@ -111,24 +243,33 @@ def topk_variance_indices(x: jax.Array, k: int, valid: jax.Array | None = None) 
     d = x.shape[1]
     if k >= d:
         return jnp.arange(d)
-    # top_k is a partial selection, O(d log k); a full sort of d variances is not needed.
-    return jax.lax.top_k(coordinate_variance(x, valid), k)[1]
+    return _top_k_indices(coordinate_variance(x, valid), int(k))
 
 
-@partial(jax.jit, static_argnames="k")
+@jax.jit
+def _mark_invalid(projected: jax.Array, valid: jax.Array) -> jax.Array:
+    return jnp.where(valid[:, None], projected, jnp.nan)
+
+
 def project_topk_variance(x: jax.Array, k: int, valid: jax.Array | None = None) -> jax.Array:
     """Importance-weighted projection (paper IV-A): keep the ``k`` highest-variance
     coordinates across clients, returning ``(n, min(k, d))``. ``k >= d`` returns ``x``.
 
     Rows of invalid clients come out as NaN even when their non-finite values lay in
-    dropped coordinates, so every kernel downstream still treats them as invalid.
+    dropped coordinates, so every kernel downstream still treats them as invalid. A
+    NumPy ``x`` is read in row blocks and gathered on the host: only the ``(n, k)``
+    result is allocated, and it equals the JAX path's bit for bit.
     """
     if k >= x.shape[1]:
         return x
     if valid is None:
         valid = valid_clients(x)
-    projected = jnp.take(x, topk_variance_indices(x, k, valid), axis=1)
-    return jnp.where(valid[:, None], projected, jnp.nan)
+    idx = topk_variance_indices(x, k, valid)
+    if isinstance(x, np.ndarray):
+        projected = jnp.asarray(x[:, np.asarray(idx)])
+    else:
+        projected = jnp.take(x, idx, axis=1)
+    return _mark_invalid(projected, jnp.asarray(valid, bool))
 
 
 # ---------------------------------------------------------------------------------------
@@ -157,10 +298,18 @@ def gram(x: jax.Array) -> jax.Array:
     return jnp.matmul(x, x.T, precision=jax.lax.Precision.HIGHEST)
 
 
+def _gram_valid(g: jax.Array, valid: jax.Array | None) -> jax.Array:
+    # Validity read off the Gram diagonal (the same bound as valid_clients), unless the
+    # caller passes its mask (qkrum.select: the magnitude guard, and one decision per row
+    # shared by every stage). The bound's slack (n-fold for a pair) keeps the distances of
+    # the caller's valid rows finite whatever the rounding of the diagonal.
+    return _representable(jnp.diagonal(g), g.shape[0]) if valid is None else valid
+
+
 @jax.jit
-def _sq_euclidean_from_gram(g: jax.Array) -> jax.Array:
+def _sq_euclidean_from_gram(g: jax.Array, valid: jax.Array | None = None) -> jax.Array:
     sq_norm = jnp.diagonal(g)
-    valid = jnp.isfinite(sq_norm)
+    valid = _gram_valid(g, valid)
     safe_norm = jnp.where(valid, sq_norm, 0)
     d2 = jnp.maximum(safe_norm[:, None] + safe_norm[None, :] - 2 * g, 0)
     both = valid[:, None] & valid[None, :]
@@ -169,9 +318,9 @@ def _sq_euclidean_from_gram(g: jax.Array) -> jax.Array:
 
 
 @jax.jit
-def _cosine_from_gram(g: jax.Array, eps) -> jax.Array:
+def _cosine_from_gram(g: jax.Array, eps, valid: jax.Array | None = None) -> jax.Array:
     sq_norm = jnp.diagonal(g)
-    valid = jnp.isfinite(sq_norm)
+    valid = _gram_valid(g, valid)
     norm = jnp.sqrt(jnp.where(valid, sq_norm, 0))
     cos = 1 - g / (norm[:, None] * norm[None, :] + eps)
     # Rounding can push 1 - cos θ a hair outside its range [0, 2].

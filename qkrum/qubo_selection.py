@@ -17,20 +17,30 @@ How the cardinality is kept
 
 Repair (IV-C): when the sample has more than ``m`` clients, the one with the largest sum of
 distances to the current selection is dropped, repeatedly; with fewer, the unselected one
-with the smallest sum is added. Every repair step is counted in the result.
+with the smallest sum is added. Every repair step is counted in the result
+(``repaired``) and announced by a :class:`CardinalityRepairWarning`: a repaired selection
+is the repair's choice, not the sampler's.
+
+Errors: option errors are ``ValueError``/``TypeError``, raised before any sampler runs
+(qkrum's own samplers check theirs before annealing, too); anything a sampler raises is a
+:class:`qkrum.errors.SamplerError` (see :func:`qkrum.anneal.solve_qubo`).
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from math import comb
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from qkrum._validation import check_int
+from qkrum.errors import CardinalityRepairWarning
 from qkrum.qubo import selection_qubo
 
-__all__ = ["CERTIFY_MAX_SUBSETS", "DEFAULT_SWEEPS", "SelectionSolution", "objective_value", "repair", "solve_selection"]
+__all__ = ["CERTIFY_MAX_SUBSETS", "DEFAULT_SWEEPS", "CardinalityRepairWarning", "SelectionSolution", "objective_value",
+           "repair", "solve_selection"]
 
 #: Largest C(n, m) certified by exhaustive search when ``certify=None``.
 CERTIFY_MAX_SUBSETS = 200_000
@@ -52,6 +62,9 @@ class SelectionSolution(NamedTuple):
     optimum: float | None  # the exhaustive optimum, when checked
     sampler: str
     timing: dict
+    # "native" or "python" for qkrum's own samplers (the kernel that ran; their random
+    # streams differ), None for other samplers.
+    implementation: str | None = None
 
 
 def objective_value(D: np.ndarray, selected: np.ndarray, objective: str, pair_penalty: Any = None) -> float:
@@ -111,6 +124,11 @@ def solve_selection(D: Any, m: int, *, objective: str = "intra", lam: Any = None
 
     D = np.asarray(D, dtype=np.float64)
     n = D.shape[0]
+    # Checked here, before any sampler runs: a bad count is the caller's error, while what
+    # a sampler raises is a SamplerError. None leaves a count to the sampler's default.
+    num_reads = None if num_reads is None else check_int("num_reads", num_reads, minimum=1)
+    num_sweeps = None if num_sweeps is None else check_int("num_sweeps", num_sweeps, minimum=0)
+    seed = None if seed is None else check_int("seed", seed, minimum=0, maximum=2**64 - 1)
     params = dict(sampler_params or {})
     t0 = time.perf_counter()
     if sampler is None:
@@ -133,6 +151,17 @@ def solve_selection(D: Any, m: int, *, objective: str = "intra", lam: Any = None
     t2 = time.perf_counter()
     pairs = D if pair_penalty is None else D + pair_penalty
     selected, steps = repair(pairs, solution.sample.astype(bool), m)
+    if steps:
+        k = int(solution.sample.sum())
+        change = f"dropped the {steps} farthest" if k > m else f"added the {steps} closest"
+        why = ("lam=None is the penalty that provably enforces |S| = m, so the sampler did not reach a "
+               "low-energy state (give it more reads or sweeps)" if lam is None else
+               f"lam={lam!r} may be too weak to enforce |S| = m (lam=None is the provable penalty), "
+               "or the sampler did not reach a low-energy state")
+        warnings.warn(
+            f"the {solution.sampler} sampler's best answer selects {k} of n={n} clients, not m={m}; the "
+            f"repair step (paper IV-C) {change} by distance sums, so the selection is the repair's, "
+            f"not the sampler's. {why}", CardinalityRepairWarning, stacklevel=2)
     value = objective_value(D, selected, objective, pair_penalty)
     t3 = time.perf_counter()
     if certify is None:
@@ -146,4 +175,4 @@ def solve_selection(D: Any, m: int, *, objective: str = "intra", lam: Any = None
     timing = {"qubo_build": t1 - t0, "solve": t2 - t1, "repair": t3 - t2, "certify": t4 - t3,
               "sampler": solution.timing}
     return SelectionSolution(selected, solution.sample, solution.energy, value, steps, certified, optimum,
-                             solution.sampler, timing)
+                             solution.sampler, timing, solution.implementation)

@@ -26,8 +26,9 @@ from qkrum._validation import (
     check_probability,
 )
 from qkrum.ensemble import VoteWeights, agreement_vote, check_threshold, route, vote_categories
+from qkrum.errors import SamplerError  # defined there so that qkrum.anneal raises the same class
 
-__all__ = ["METHODS", "PAPER_PROJECTION", "PAPER_QUBO", "ByzantineMajorityWarning", "MethodResult", "Round",
+__all__ = ["METHODS", "NORM_GUARD", "PAPER_PROJECTION", "PAPER_QUBO", "ByzantineMajorityWarning", "MethodResult", "Round",
            "SamplerError", "Selection", "aggregate", "combine_pytree", "register_method", "select"]
 
 
@@ -89,22 +90,26 @@ def aggregate(updates: Any, selected: Any) -> Any:
     Unselected rows are excluded with ``where`` rather than multiplied by zero, so a NaN
     in a rejected update cannot leak into the mean. Raises if nothing is selected.
     """
-    mask = jnp.asarray(selected, dtype=bool)
+    mask = np.asarray(selected, dtype=bool)
     if mask.ndim != 1:
         raise ValueError(f"selected must be a 1-D boolean mask, got shape {mask.shape}")
-    count = int(jnp.sum(mask))
+    count = int(mask.sum())
     if count == 0:
         raise ValueError("selected is empty: no client was selected, so there is nothing to aggregate")
 
     def leaf_mean(leaf):
-        leaf = jnp.asarray(leaf)
+        if not isinstance(leaf, (np.ndarray, jax.Array)):
+            leaf = np.asarray(leaf)
         if leaf.shape[:1] != mask.shape:
             raise ValueError(
                 f"updates has {leaf.shape[0] if leaf.ndim else 0} clients on a leaf but selected "
                 f"has {mask.shape[0]}"
             )
-        keep = mask.reshape((-1,) + (1,) * (leaf.ndim - 1))
-        return jnp.sum(jnp.where(keep, leaf, 0), axis=0) / count
+        # Summed in at least float32 (a float16 sum of a few thousands overflows), then
+        # returned in the leaf's dtype; NumPy leaves are read in row blocks, never copied.
+        flat = leaf.reshape(leaf.shape[0], -1) if leaf.ndim != 2 else leaf
+        total = kernels.masked_row_sum(flat, mask)
+        return jnp.reshape(total / count, leaf.shape[1:]).astype(leaf.dtype)
 
     return jax.tree_util.tree_map(leaf_mean, updates)
 
@@ -115,13 +120,17 @@ def combine_pytree(updates: Any, selected: Any, combine: Callable) -> Any:
     the result is split back into the leaves' shapes."""
     leaves, treedef = jax.tree_util.tree_flatten(updates)
     mask = jnp.asarray(selected, dtype=bool)
-    x = as_client_matrix(updates, dtype=jnp.result_type(*[jnp.asarray(l).dtype for l in leaves]))
+    # The statistic runs in at least float32 (float16 sums overflow), the result goes back
+    # to each leaf's dtype.
+    dtypes = [jax.dtypes.canonicalize_dtype(getattr(l, "dtype", None) or np.asarray(l).dtype) for l in leaves]
+    compute = jnp.promote_types(jnp.result_type(*dtypes), jnp.float32)
+    x = as_client_matrix(updates, dtype=compute)
     flat = combine(x, mask)
     out, start = [], 0
     for leaf in leaves:
         shape = jnp.shape(leaf)[1:]
         size = int(np.prod(shape, dtype=np.int64))
-        out.append(jnp.reshape(flat[start:start + size], shape))
+        out.append(jnp.reshape(flat[start:start + size], shape).astype(dtypes[len(out)]))
         start += size
     return jax.tree_util.tree_unflatten(treedef, out)
 
@@ -202,12 +211,12 @@ class Round:
         name = "sq_euclid_full" if full or self.project is None else "sq_euclid"
         stage = "distances_full" if name == "sq_euclid_full" else "distances"
         g = self.gram(full=full)
-        return self.cached(name, stage, lambda: kernels._sq_euclidean_from_gram(g))
+        return self.cached(name, stage, lambda: kernels._sq_euclidean_from_gram(g, self.valid))
 
     def cosine(self):
         """Cosine distances (Eq. 5) on the projected updates."""
         g = self.gram()
-        return self.cached("cosine", "distances", lambda: kernels._cosine_from_gram(g, 1e-8))
+        return self.cached("cosine", "distances", lambda: kernels._cosine_from_gram(g, 1e-8, self.valid))
 
     def euclidean_hat(self):
         """Euclidean distances normalised to [0, 1] (Eq. 7) on the projected updates."""
@@ -232,7 +241,14 @@ class Round:
         check_krum_neighbours(self.n, self.f)
         D = {"euclidean_full": lambda: self.sq_euclidean(full=True), "euclidean": self.sq_euclidean,
              "cosine": self.cosine}[metric]()
-        return self.cached(f"krum_{metric}", "scores", lambda: kernels.krum_scores(D, self.f))
+        n_valid = int(self.valid_np.sum())
+        if n_valid == 1:  # no neighbour to score against: the one valid client is the best
+            return self.cached(f"krum_{metric}", "scores", lambda: jnp.where(self.valid, 0.0, jnp.inf))
+        # With fewer than n − f − 1 valid clients every valid score would sum an infinite
+        # distance, all would tie at +inf and the selection would follow the client index.
+        # Count only the valid neighbours then: n − f_eff − 2 = n_valid − 1.
+        f_eff = max(self.f, self.n - n_valid - 1)
+        return self.cached(f"krum_{metric}", "scores", lambda: kernels.krum_scores(D, f_eff))
 
     def gap(self, scores) -> float:
         """Eq. 13's normalised gap at ``m`` (``inf`` when ``m`` reaches every client)."""
@@ -285,14 +301,12 @@ def _solve_qubo(rnd: Round, D: np.ndarray, *, suspicion: bool = False, percentil
         P, tau_s = suspicion_penalty(D_valid, percentile=percentile, weight=suspicion_weight)
         info["suspicion_threshold"] = tau_s
     m = min(rnd.m, idx.size)
-    try:
-        solution = solve_selection(D_valid, m, objective=objective, lam=lam, sampler=sampler, seed=rnd.seed(),
-                                   num_reads=num_reads, num_sweeps=num_sweeps, certify=certify,
-                                   sampler_params=sampler_params, pair_penalty=P)
-    except (ValueError, TypeError):
-        raise  # bad options: the caller's error, reported as is
-    except Exception as exc:  # a sampler failure (network, solver, ...) must not pass silently
-        raise SamplerError(f"the QUBO sampler {sampler!r} failed: {type(exc).__name__}: {exc}") from exc
+    # Nothing to convert here: bad options are ValueError/TypeError, raised before any
+    # sampler runs, and whatever a sampler raises (or answers that cannot be a solution)
+    # already is a SamplerError naming the sampler (qkrum.anneal.solve_qubo).
+    solution = solve_selection(D_valid, m, objective=objective, lam=lam, sampler=sampler, seed=rnd.seed(),
+                               num_reads=num_reads, num_sweeps=num_sweeps, certify=certify,
+                               sampler_params=sampler_params, pair_penalty=P)
     for stage in ("qubo_build", "solve", "repair", "certify"):
         rnd.timings[stage] = rnd.timings.get(stage, 0.0) + solution.timing[stage]
     selected = np.zeros(rnd.n, dtype=bool)
@@ -302,12 +316,9 @@ def _solve_qubo(rnd: Round, D: np.ndarray, *, suspicion: bool = False, percentil
     scores[idx] = pairs[:, solution.selected].sum(axis=1)
     info.update(objective=objective, lam=lam, sampler=solution.sampler, qubo_energy=solution.qubo_energy,
                 objective_value=solution.objective, repaired=solution.repaired, certified=solution.certified,
-                exact_optimum=solution.optimum, sampler_timing=solution.timing["sampler"])
+                exact_optimum=solution.optimum, sampler_timing=solution.timing["sampler"],
+                implementation=solution.implementation)
     return selected, scores, info
-
-
-class SamplerError(RuntimeError):
-    """A QUBO sampler raised; the round has no trustworthy QUBO selection."""
 
 
 @register_method("qubo")
@@ -433,6 +444,32 @@ for _base in ("qubo", "cascade", "multisignal"):
     _register_paper_preset(f"{_base}-paper", _base)
 
 
+#: The default magnitude guard of :func:`select`: a client whose update norm exceeds this
+#: many times the median norm of the valid clients is never selected. Far above the norm
+#: spread of honest clients and of the paper's attacks (scaling ×10, Gaussian noise a few
+#: hundred times an update's norm), which stay the methods' to detect; it stops the
+#: clients that no distance-based rule should ever have to weigh (1e9× and beyond).
+NORM_GUARD = 1000.0
+
+#: Methods whose ``norm_guard="auto"`` is off: plain FedAvg is the unprotected reference.
+_UNGUARDED = frozenset({"mean"})
+
+
+def _check_norm_guard(norm_guard: Any, method: str) -> float | None:
+    if isinstance(norm_guard, str):
+        if norm_guard != "auto":
+            raise ValueError(f"norm_guard must be a number > 1, None or 'auto', got norm_guard={norm_guard!r}")
+        return None if method in _UNGUARDED else NORM_GUARD
+    if norm_guard is None:
+        return None
+    if isinstance(norm_guard, bool) or not isinstance(norm_guard, (int, float, np.integer, np.floating)):
+        raise TypeError(f"norm_guard must be a number > 1, None or 'auto', got {norm_guard!r}")
+    value = float(norm_guard)
+    if not (value > 1):  # also False for NaN; +inf is allowed and means "off"
+        raise ValueError(f"norm_guard must be > 1 (a ratio to the median norm), got norm_guard={norm_guard}")
+    return value
+
+
 def select(
     updates: Any,
     f: int,
@@ -442,6 +479,7 @@ def select(
     seed: int = 0,
     project: int | None = PAPER_PROJECTION,
     dtype: Any = None,
+    norm_guard: float | None | str = "auto",
     **options: Any,
 ) -> Selection:
     """Choose which client updates to aggregate this round.
@@ -464,20 +502,36 @@ def select(
             ``k`` highest-variance coordinates; default 1000, the paper's. ``None`` uses
             all coordinates. Stages the paper runs on full updates (the Euclidean gap of
             the ensembles) ignore it.
-        dtype: computation dtype, float32 by default (float64 needs ``jax_enable_x64``).
+        dtype: computation dtype, float32 (default) or float64 (needs
+            ``jax_enable_x64``). Inputs of any float dtype (float16, bfloat16) are
+            converted; sums and means are never accumulated in less than float32.
+        norm_guard: the magnitude guard (see below): a ratio ``> 1``, ``None`` (off), or
+            ``"auto"`` (default): :data:`NORM_GUARD` for every method but ``"mean"``,
+            which stays plain FedAvg, the unprotected reference.
         **options: method-specific options.
 
-    Clients whose update contains NaN/±Inf (or whose squared norm overflows) are never
-    selected and never count as anyone's neighbour (see :mod:`qkrum.kernels`). If fewer
-    than ``m`` valid clients remain, all valid ones are selected and a ``RuntimeWarning``
-    says so; if none remains, ``ValueError``. A QUBO sampler that raises gives
-    :class:`SamplerError`: no selection is returned rather than a guessed one.
+    Clients whose update contains NaN/±Inf, or whose squared norm exceeds
+    ``finfo.max / (4n)`` so that distances to them could overflow
+    (:func:`qkrum.kernels.representable_bound`), are *invalid* (``info["nonfinite"]``).
+    Clients whose norm exceeds ``norm_guard`` times the median norm of the valid clients
+    are *outsized* (``info["outsized"]``). Neither is ever selected, aggregated, counted
+    as anyone's neighbour or passed to a QUBO, so one client's norm cannot dominate the
+    aggregate: a client that passes the guard moves a mean of ``m`` selected updates by
+    at most ``norm_guard / m`` median norms. If fewer than ``m`` valid clients remain,
+    all valid ones are selected (whatever their position) and a ``RuntimeWarning`` says
+    so; if none remains, ``ValueError``. A QUBO sampler that raises (or answers with
+    something that is not a solution) gives :class:`SamplerError`: no selection is returned
+    rather than a guessed one. A sampler answer with ``|S| ≠ m`` is repaired by distance
+    sums with a :class:`qkrum.errors.CardinalityRepairWarning` (``info["repaired"]`` counts
+    the clients added or dropped); ``info["implementation"]`` says whether qkrum's annealer
+    ran natively or in Python (``None`` for other samplers).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method={method!r}; valid methods: {', '.join(sorted(METHODS))}")
     seed = check_int("seed", seed)
+    guard = _check_norm_guard(norm_guard, method)
     t_start = time.perf_counter()
-    x = as_client_matrix(updates, dtype=dtype)
+    x = as_client_matrix(updates, dtype=dtype, host=True)
     n = x.shape[0]
     f = check_byzantine_count(f, n)
     m = check_num_selected(m, n, f)
@@ -496,13 +550,18 @@ def select(
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    valid = _block(kernels.valid_clients(x))
+    sq_norms = kernels.row_sq_norms(x)
+    representable = kernels._representable(sq_norms, n)
+    outsized = (kernels.outsized_clients(sq_norms, representable, guard) if guard is not None
+                else jnp.zeros(n, bool))
+    valid = _block(representable & ~outsized)
     valid_np = np.asarray(valid)
     timings["validity"] = time.perf_counter() - t0
     n_valid = int(valid_np.sum())
     if n_valid == 0:
         raise ValueError(
-            f"updates: all {n} client updates contain NaN or Inf (or overflow float32); "
+            f"updates: all {n} client updates contain NaN or Inf or are too large to compare "
+            f"(squared norm above {kernels.representable_bound(n, x.dtype):.3g} in {x.dtype}); "
             "there is nothing that can safely be aggregated"
         )
 
@@ -521,8 +580,10 @@ def select(
         "n": n,
         "f": f,
         "m": m,
-        "k": project,
-        "nonfinite": np.flatnonzero(~valid_np).tolist(),
+        "k": rnd.project,  # None when no projection ran (project=None or k >= d)
+        "nonfinite": np.flatnonzero(~np.asarray(representable)).tolist(),
+        "outsized": np.flatnonzero(np.asarray(outsized)).tolist(),
+        "norm_guard": guard,
         "timings": timings,
         **result.info,
     }

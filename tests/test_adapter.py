@@ -1,10 +1,12 @@
 """solve_qubo with stand-in samplers at the dimod interface; D-Wave credentials. No network."""
 
+import re
+
 import dimod
 import numpy as np
 import pytest
 
-from qkrum.anneal import adapter, bqm_from_qubo, get_sampler, solve_qubo
+from qkrum.anneal import SamplerError, adapter, bqm_from_qubo, get_sampler, solve_qubo
 from qkrum.anneal.adapter import MissingCredentialsError
 
 
@@ -38,11 +40,25 @@ class MissingVariable(dimod.Sampler):
         return dimod.SampleSet.from_samples(([[0]], [0]), "BINARY", [0.0])
 
 
+class ExtraVariable(dimod.Sampler):
+    parameters, properties = {}, {}
+
+    def sample(self, bqm):
+        return dimod.SampleSet.from_samples(([[0] * (bqm.num_variables + 1)], [*bqm.variables, "x"]), "BINARY", [0.0])
+
+
 class Broken(dimod.Sampler):
     parameters, properties = {}, {}
 
     def sample(self, bqm):
         raise ConnectionError("solver went away")
+
+
+class Base:
+    """A sampler with the default repr ``<module.Base object at 0x...>`` and no dimod base."""
+
+    def sample(self, bqm):
+        raise ValueError("internal solver failure")
 
 
 def test_bqm_from_qubo_is_vectorised_and_exact(rng):
@@ -84,12 +100,24 @@ def test_cardinality_only_where_it_can_be_kept(rng):
 
 @pytest.mark.parametrize("sampler,match", [
     (WrongValues(), "outside"),
-    (MissingVariable(), "wrong variables"),
-    (Broken(), "sampler Broken failed: ConnectionError: solver went away"),
+    (MissingVariable(), r"wrong variables \(missing \[1, 2\]; the problem's variables are 0\.\.2\)"),
+    (ExtraVariable(), r"wrong variables \(extra \['x'\]; the problem's variables are 0\.\.2\)"),
+    (Broken(), re.escape(f"sampler {__name__}.Broken failed: ConnectionError: solver went away")),
+    (Base(), re.escape(f"sampler {__name__}.Base failed: ValueError: internal solver failure")),
 ])
 def test_bad_sampler_answers_are_refused(sampler, match):
-    with pytest.raises(RuntimeError, match=match):
+    # SamplerError is a RuntimeError, as these errors were before it existed.
+    with pytest.raises(SamplerError, match=match) as info:
         solve_qubo(np.eye(3), sampler=sampler)
+    assert isinstance(info.value, RuntimeError)
+    assert "object at 0x" not in str(info.value)
+
+
+def test_sampler_argument_that_is_no_sampler():
+    with pytest.raises(TypeError, match=r"got an object of type object, which has no sample method"):
+        solve_qubo(np.eye(2), sampler=object())
+    with pytest.raises(TypeError, match=r"the class \S*SimulatedAnnealingSampler; pass SimulatedAnnealingSampler\(\)"):
+        solve_qubo(np.eye(2), sampler=adapter.SimulatedAnnealingSampler)
 
 
 @pytest.mark.parametrize("Q,match", [
@@ -142,5 +170,6 @@ def test_unreadable_dwave_config_is_a_clear_error(monkeypatch, tmp_path):
     pytest.importorskip("dwave.cloud")
     monkeypatch.delenv("DWAVE_API_TOKEN", raising=False)
     monkeypatch.setenv("DWAVE_CONFIG_FILE", str(tmp_path / "absent.conf"))
-    with pytest.raises(MissingCredentialsError, match="could not be read"):
+    with pytest.raises(MissingCredentialsError, match="could not be read") as info:
         get_sampler("leap-hybrid")
+    assert "absent.conf" in str(info.value) and "dwave config create" in str(info.value)

@@ -245,7 +245,8 @@ def test_raising_sampler_is_an_error_not_a_guess():
 
 def test_infeasible_sampler_answer_is_repaired_and_reported():
     x = evasion_round()
-    sel = qkrum.select(x, 3, method="qubo", sampler=Empty())
+    with pytest.warns(qkrum.CardinalityRepairWarning, match="selects 0 of n=15 clients, not m=12"):
+        sel = qkrum.select(x, 3, method="qubo", sampler=Empty())
     assert sel.selected.sum() == 12 and sel.info["repaired"] == 12 and sel.info["certified"] in (True, False)
 
 

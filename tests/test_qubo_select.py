@@ -10,7 +10,7 @@ import pytest
 import qkrum
 from conftest import ref_cosine
 from qkrum import attacks, metrics
-from qkrum.qubo_selection import objective_value, repair, solve_selection
+from qkrum.qubo_selection import CardinalityRepairWarning, objective_value, repair, solve_selection
 from qkrum.synthetic import honest_updates
 
 
@@ -64,7 +64,8 @@ class TooMany(dimod.Sampler):
 
 def test_infeasible_sample_is_repaired_and_reported(rng):
     D = distances(rng, 7)
-    sol = solve_selection(D, 4, sampler=TooMany())
+    with pytest.warns(CardinalityRepairWarning, match="selects 7 of n=7 clients, not m=4.* dropped the 3 farthest"):
+        sol = solve_selection(D, 4, sampler=TooMany())
     assert sol.selected.sum() == 4 and sol.repaired == 3 and sol.sample.sum() == 7
 
 

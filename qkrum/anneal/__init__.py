@@ -5,11 +5,14 @@
 * :class:`ExactSolver` / :func:`exact_ground_state`: exhaustive ground states (all ``2^n``
   states, or all ``C(n, m)`` subsets), the ground truth for small problems.
 * :func:`solve_qubo`: solve a NumPy QUBO with any dimod sampler, including D-Wave's
-  ``LeapHybridSampler`` and QPU composites (:func:`leap_hybrid_sampler`, :func:`qpu_sampler`).
+  ``LeapHybridSampler`` and QPU composites (:func:`leap_hybrid_sampler`, :func:`qpu_sampler`);
+  a sampler's failure is a :class:`SamplerError` (the class :func:`qkrum.select` raises).
 """
 
 from qkrum.anneal.adapter import (
+    MissingCredentialsError,
     QUBOSolution,
+    SamplerError,
     bqm_from_qubo,
     get_sampler,
     leap_hybrid_sampler,
@@ -22,7 +25,9 @@ from qkrum.anneal.schedule import default_beta_range, make_beta_schedule
 
 __all__ = [
     "ExactSolver",
+    "MissingCredentialsError",
     "QUBOSolution",
+    "SamplerError",
     "SimulatedAnnealingSampler",
     "bqm_from_qubo",
     "default_beta_range",

@@ -13,10 +13,20 @@ Samplers by name (:func:`get_sampler`): ``"qkrum"`` (default, :class:`SimulatedA
 "qkrum[dwave]"`` and a Leap API token; without one they raise
 :class:`MissingCredentialsError` saying how to configure it, before any network call, and
 never fall back to a local solver.
+
+Failures are :class:`qkrum.errors.SamplerError` (a ``RuntimeError``, also raised by
+:func:`qkrum.select`): whatever a sampler raises from ``sample`` (or a cloud sampler from its
+constructor, which contacts the API), and answers that cannot be a solution. The message
+names the sampler by its type (``module.qualname``), says what it raised and, for a chained
+exception, its root cause (a timeout is often a network error underneath), with a hint for
+network errors; the original exception is chained. The exception: a ``ValueError`` or
+``TypeError`` from qkrum's own samplers, which check every argument before they anneal, is
+a bad option and reaches the caller as is.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, NamedTuple
 
@@ -25,24 +35,28 @@ import numpy as np
 
 from qkrum.anneal.exact import ExactSolver
 from qkrum.anneal.sampler import SimulatedAnnealingSampler
+from qkrum.errors import SamplerError
 
 __all__ = [
     "MissingCredentialsError",
     "QUBOSolution",
     "SAMPLER_NAMES",
+    "SamplerError",
     "bqm_from_qubo",
     "get_sampler",
     "leap_hybrid_sampler",
     "qpu_sampler",
     "qubo_vectors",
+    "sampler_label",
     "solve_qubo",
 ]
 
 SAMPLER_NAMES = ("qkrum", "exact", "dimod-exact", "dwave-sa", "leap-hybrid", "qpu")
 
 
-class MissingCredentialsError(RuntimeError):
-    """A D-Wave cloud sampler was requested but no Leap API token is configured."""
+class MissingCredentialsError(SamplerError):
+    """A D-Wave cloud sampler was requested but no Leap API token is configured (or the
+    configuration cannot be read). A :class:`SamplerError`: the sampler cannot be used."""
 
 
 class QUBOSolution(NamedTuple):
@@ -51,6 +65,51 @@ class QUBOSolution(NamedTuple):
     sampler: str  # the sampler's class name
     timing: dict  # "wall_s" plus whatever the sampler put in info["timing"]
     sampleset: dimod.SampleSet
+    # "native" or "python": the kernel that ran, for qkrum's own samplers (their random
+    # streams differ, so a short anneal may answer differently); None for other samplers.
+    implementation: str | None = None
+
+
+def sampler_label(sampler: Any) -> str:
+    """A sampler named by its type, ``module.qualname``: its repr may be the default
+    ``<... object at 0x...>``, which says nothing and changes from run to run."""
+    cls = sampler if isinstance(sampler, type) else type(sampler)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling, outermost first."""
+    chain: list[BaseException] = []
+    while exc is not None and all(exc is not seen for seen in chain):  # a chain can loop
+        chain.append(exc)
+        exc = exc.__cause__ if exc.__cause__ is not None else (None if exc.__suppress_context__ else exc.__context__)
+    return chain
+
+
+def _exception_text(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def sampler_failure(sampler: Any, exc: BaseException, what: str = "failed") -> SamplerError:
+    """The :class:`SamplerError` for ``exc`` raised by ``sampler`` (an instance or a class);
+    raise it ``from exc``. An exception that already is a SamplerError is returned as is, so
+    that no failure is wrapped twice."""
+    if isinstance(exc, SamplerError):
+        return exc
+    chain = _exception_chain(exc)
+    text = f"sampler {sampler_label(sampler)} {what}: {_exception_text(exc)}"
+    if len(chain) > 1:
+        # The outer exception often hides the cause: the Leap client reports an unreachable
+        # API host as a RequestTimeout, and only the chain says the host could not be reached.
+        text += f" (root cause: {_exception_text(chain[-1])})"
+    if any(isinstance(e, OSError) for e in chain):  # requests' and the Leap client's errors are OSErrors
+        text += (". An OSError in the chain means a network (or I/O) failure: check that this machine can "
+                 "reach the sampler's service (connection, proxy, firewall). For D-Wave Leap, `dwave "
+                 "solvers --list` checks the connection and the token without submitting a problem; an "
+                 "unreachable API fails this way whatever the token, while a wrong token that reaches "
+                 "the API is refused as an authentication error")
+    return SamplerError(text)
 
 
 def qubo_vectors(Q: Any) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -88,8 +147,15 @@ def _require_credentials(config_file=None, profile=None) -> None:
         config = load_config(config_file=config_file, profile=profile)  # env and files, no network
     except ConfigFileError as exc:
         raise MissingCredentialsError(
-            f"the D-Wave configuration could not be read ({exc}); fix or remove that file, or "
-            "`export DWAVE_API_TOKEN=<token from your Leap dashboard>`") from exc
+            f"the D-Wave configuration could not be read ({exc}); fix or remove that file, regenerate "
+            "it with `dwave config create`, or `export DWAVE_API_TOKEN=<token from your Leap dashboard>`"
+        ) from exc
+    except UnicodeDecodeError as exc:  # dwave-cloud-client lets it through without the file name
+        raise MissingCredentialsError(
+            f"{_undecodable_config_file(config_file, get_configfile_paths)} is not a text file "
+            f"({exc.reason} at byte {exc.start}); regenerate it with "
+            "`dwave config create`, or remove it and `export DWAVE_API_TOKEN=<token from your Leap "
+            "dashboard>`") from exc
     if not config.get("token"):
         paths = ", ".join(get_configfile_paths(only_existing=False)) or "(none)"
         raise MissingCredentialsError(
@@ -101,12 +167,42 @@ def _require_credentials(config_file=None, profile=None) -> None:
         )
 
 
+def _undecodable_config_file(config_file, get_configfile_paths) -> str:
+    """Names the first of the files ``load_config`` reads (``config_file``, else
+    ``$DWAVE_CONFIG_FILE``, else the standard paths) that is not text in the locale's
+    encoding, or all of them when none fails here."""
+    if config_file is None:
+        config_file = os.getenv("DWAVE_CONFIG_FILE") or None
+    if config_file:
+        paths = [config_file] if isinstance(config_file, (str, os.PathLike)) else list(config_file)
+    else:
+        paths = get_configfile_paths()
+    for path in paths:
+        try:
+            with open(os.path.expandvars(os.path.expanduser(path))) as f:  # as dwave-cloud-client opens it
+                f.read()
+        except UnicodeDecodeError:
+            return f"the D-Wave configuration file {os.fspath(path)!r}"
+        except OSError:
+            continue
+    return "one of the D-Wave configuration files " + ", ".join(repr(os.fspath(p)) for p in paths)
+
+
+def _make_cloud_sampler(cls, *args: Any, **kwargs: Any):
+    """``cls(*args, **kwargs)``; cloud samplers contact the API here (to pick a solver), so
+    this is where an unreachable host or a refused token shows up."""
+    try:
+        return cls(*args, **kwargs)
+    except Exception as exc:
+        raise sampler_failure(cls, exc, "could not be created") from exc
+
+
 def leap_hybrid_sampler(*, config_file: str | None = None, profile: str | None = None, **kwargs: Any):
     """D-Wave's ``LeapHybridSampler`` (``time_limit`` goes to :func:`solve_qubo`)."""
     _require_credentials(config_file, profile)
     from dwave.system import LeapHybridSampler
 
-    return LeapHybridSampler(config_file=config_file, profile=profile, **kwargs)
+    return _make_cloud_sampler(LeapHybridSampler, config_file=config_file, profile=profile, **kwargs)
 
 
 def qpu_sampler(*, config_file: str | None = None, profile: str | None = None, **kwargs: Any):
@@ -114,7 +210,7 @@ def qpu_sampler(*, config_file: str | None = None, profile: str | None = None, *
     _require_credentials(config_file, profile)
     from dwave.system import DWaveSampler, EmbeddingComposite
 
-    return EmbeddingComposite(DWaveSampler(config_file=config_file, profile=profile, **kwargs))
+    return EmbeddingComposite(_make_cloud_sampler(DWaveSampler, config_file=config_file, profile=profile, **kwargs))
 
 
 def get_sampler(name: str, **kwargs: Any):
@@ -163,50 +259,72 @@ def solve_qubo(Q: Any, offset: float = 0.0, *, sampler: Any = None, cardinality:
         sampler = SimulatedAnnealingSampler()
     elif isinstance(sampler, str):
         sampler = get_sampler(sampler)
+    if isinstance(sampler, type):  # its sample() would fail for want of self, reported as a sampler failure
+        raise TypeError(f"sampler must be a sampler instance, got the class {sampler_label(sampler)}; "
+                        f"pass {sampler.__name__}()")
     if not callable(getattr(sampler, "sample", None)):
-        raise TypeError(f"sampler must be a dimod sampler or one of {SAMPLER_NAMES}, got {sampler!r}")
+        got = (repr(sampler) if isinstance(sampler, (int, float, complex, bytes))
+               else f"an object of type {sampler_label(sampler)}, which has no sample method")
+        raise TypeError(f"sampler must be a dimod sampler or one of {SAMPLER_NAMES}, got {got}")
     sampler_name = type(sampler).__name__
+    own = keeps_cardinality(sampler)
     if cardinality is not None:
-        if not keeps_cardinality(sampler):
+        if not own:
             raise ValueError(
-                f"sampler {sampler_name} cannot keep cardinality={cardinality}; build Q with the "
+                f"sampler {sampler_label(sampler)} cannot keep cardinality={cardinality}; build Q with the "
                 "penalty (qkrum.qubo.selection_qubo(..., lam=None)) and pass cardinality=None")
         params["cardinality"] = cardinality
 
     t0 = time.perf_counter()
     try:
         sampleset = sampler.sample(bqm, **params)
-    except (TypeError, ValueError):
-        raise
     except Exception as exc:
-        raise RuntimeError(f"sampler {sampler_name} failed: {type(exc).__name__}: {exc}") from exc
+        if own and isinstance(exc, (TypeError, ValueError)):
+            raise  # qkrum's samplers check every argument before annealing: a bad option, reported as is
+        raise sampler_failure(sampler, exc) from exc
     wall = time.perf_counter() - t0
 
-    sampleset = _checked(sampleset, bqm, sampler_name)
+    sampleset = _checked(sampleset, bqm, sampler_label(sampler))
     record = sampleset.record
     energies = bqm.energies((record.sample, sampleset.variables))
     best = int(np.argmin(energies))
     order = [sampleset.variables.index(v) for v in range(n)]
     sample = np.asarray(record.sample[best, order], dtype=np.int8)
     timing = {"wall_s": wall, **dict(sampleset.info.get("timing", {}))}
-    return QUBOSolution(sample, float(energies[best]), sampler_name, timing, sampleset)
+    implementation = None
+    if own:  # the annealer says which kernel ran in its answer; the exact solver in its properties
+        implementation = sampleset.info.get("implementation") or sampler.properties.get("implementation")
+    return QUBOSolution(sample, float(energies[best]), sampler_name, timing, sampleset, implementation)
 
 
-def _checked(sampleset: Any, bqm: dimod.BinaryQuadraticModel, sampler_name: str) -> dimod.SampleSet:
-    """Refuse a sampler's answer that cannot be a solution of ``bqm``."""
+def _some(labels: set) -> str:
+    """Up to five variable labels, sorted where they can be, and how many more there are."""
+    try:
+        ordered = sorted(labels)
+    except TypeError:  # labels of mixed types
+        ordered = sorted(labels, key=repr)
+    more = f" and {len(ordered) - 5} more" if len(ordered) > 5 else ""
+    return f"{ordered[:5]}{more}"
+
+
+def _checked(sampleset: Any, bqm: dimod.BinaryQuadraticModel, label: str) -> dimod.SampleSet:
+    """Refuse a sampler's answer that cannot be a solution of ``bqm`` (:class:`SamplerError`)."""
     if not isinstance(sampleset, dimod.SampleSet):
-        raise RuntimeError(f"sampler {sampler_name} returned {type(sampleset).__name__}, not a dimod.SampleSet")
+        raise SamplerError(f"sampler {label} returned {sampler_label(sampleset)}, not a dimod.SampleSet")
     if len(sampleset) == 0:
-        raise RuntimeError(f"sampler {sampler_name} returned no samples")
-    if set(sampleset.variables) != set(bqm.variables):
-        missing = sorted(set(bqm.variables) - set(sampleset.variables))[:5]
-        raise RuntimeError(f"sampler {sampler_name} returned samples over the wrong variables (missing {missing})")
+        raise SamplerError(f"sampler {label} returned no samples")
+    got, want = set(sampleset.variables), set(bqm.variables)
+    if got != want:
+        wrong = [f"{kind} {_some(labels)}" for kind, labels in (("missing", want - got), ("extra", got - want))
+                 if labels]
+        raise SamplerError(f"sampler {label} returned samples over the wrong variables "
+                           f"({'; '.join(wrong)}; the problem's variables are 0..{len(want) - 1})")
     if sampleset.vartype is dimod.SPIN:
         sampleset = sampleset.change_vartype(dimod.BINARY, inplace=False)
     elif sampleset.vartype is not dimod.BINARY:
-        raise RuntimeError(f"sampler {sampler_name} returned {sampleset.vartype.name} samples with values "
+        raise SamplerError(f"sampler {label} returned {sampleset.vartype.name} samples with values "
                            "outside {0, 1} for a BINARY problem")
     values = sampleset.record.sample
     if not np.isin(values, (0, 1)).all():
-        raise RuntimeError(f"sampler {sampler_name} returned values outside {{0, 1}} for a BINARY problem")
+        raise SamplerError(f"sampler {label} returned values outside {{0, 1}} for a BINARY problem")
     return sampleset

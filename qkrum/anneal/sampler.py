@@ -5,7 +5,17 @@ replacements for each other; qkrum adds ``cardinality`` (swap moves that keep ex
 ``m`` variables at 1: the mode qkrum's client selection uses, because every state then
 satisfies the constraint and the penalty never has to be climbed) and ``num_threads``.
 Every argument is validated here; the annealing itself runs in C++ (``qkrum._core``) or,
-without the extension, in the NumPy fallback with the same semantics.
+without the extension (or with ``QKRUM_IMPLEMENTATION=python``), in the NumPy fallback
+:mod:`qkrum.anneal._python`.
+
+The two implementations have the same interface, semantics and errors and sample the same
+distribution, but they do not draw the same random stream: the same ``seed`` gives the
+same samples from one implementation (whatever the number of threads), not the same
+samples from both. A long anneal reaches the same ground state either way; a short one
+(few sweeps or reads) can end in different states, and so a QUBO selection with the same
+seed can differ between a machine with the extension and one without. ``info
+["implementation"]`` of every sample set (and ``Selection.info["implementation"]``) says
+which one ran.
 """
 
 from __future__ import annotations
@@ -151,7 +161,8 @@ class SimulatedAnnealingSampler(dimod.Sampler, dimod.Initialized):
             beta_schedule_type: ``"geometric"``, ``"linear"`` or ``"custom"``.
             beta_schedule: the β values for ``"custom"``.
             seed: integer seed; the same seed gives the same samples, whatever the
-                number of threads.
+                number of threads, from one implementation (native and Python draw
+                different random streams; see the module docs).
             initial_states, initial_states_generator: as in dimod's ``Initialized``.
             randomize_order: visit variables in random order (default: sequential).
             proposal_acceptance_criteria: only ``"Metropolis"``.
