@@ -141,10 +141,23 @@ def main(argv=None) -> None:
             plot_attacks(cells, args.plot)
             print(f"wrote {args.plot}")
         return
+    print("Median seconds per stage (qkrum's; the gram floor is NumPy's bare X @ X.T; lower is better):")
     print(growth_table(cells))
+    print(verdict_lines(cells))
     if args.plot:
         plot_growth(cells, args.plot)
         print(f"wrote {args.plot}")
+
+
+def verdict_lines(cells: list[dict]) -> str:
+    """Each scaling cell's PASS/FAIL lines (:func:`benchmarks.scaling.targets`)."""
+    from benchmarks.scaling import targets
+
+    out = []
+    for cell in sorted(cells, key=lambda c: (c["attack"], c["n"])):
+        out += ["", f"Verdicts, n={cell['n']} attack={cell['attack']} d={cell['d']:,}:"]
+        out += ["  " + v.line() for v in targets(cell)]
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

@@ -66,10 +66,8 @@ def check_float_dtype(name: str, dtype: Any) -> np.dtype:
         dt = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"{name} must be a floating dtype, got {dtype!r}") from None
-    if not np.issubdtype(dt, np.floating) or dt.itemsize < 4:
-        # float16/bfloat16 are fine as inputs (converted), not for the arithmetic: their
-        # sums of squares and means overflow near 256 and 65,504.
-        raise TypeError(f"{name} must be float32 or float64, got {name}={dt}")
+    if not np.issubdtype(dt, np.floating):
+        raise TypeError(f"{name} must be a floating dtype (float32 or float64), got {name}={dt}")
     if dt == np.float64 and not jax.config.jax_enable_x64:
         raise ValueError(
             f"{name}=float64 was requested but JAX runs in 32-bit mode; call "

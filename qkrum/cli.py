@@ -8,7 +8,11 @@
 (``python -m qkrum ...`` until the ``qkrum`` script is installed.) Method and attack
 options are ``--option KEY=VALUE`` and ``--attack-option KEY=VALUE``, repeated; a VALUE
 is read as JSON when it parses (``3``, ``0.5``, ``true``, ``[3, 8]``) and as a string
-otherwise. Rerunning ``simulate`` with the same ``--out`` and settings resumes the run.
+otherwise. Rerunning ``simulate`` with the same ``--out`` and settings resumes the run (or
+says it is already complete); a second ``simulate`` on an ``--out`` being written is refused.
+Training defaults (``--lr``, ``--batch-size``, ``--local-epochs``, ...) follow the dataset
+(:data:`qkrum.fl.simulation.DATASET_DEFAULTS`). Errors of the library name its parameters
+(``data_dir=``); :func:`_flag_text` rewrites them into the flags that set them.
 """
 
 from __future__ import annotations
@@ -16,11 +20,52 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from typing import Sequence
 
 __all__ = ["main"]
+
+
+#: Parameter names in the library's error messages -> the flags that set them.
+_FLAGS = {
+    "dataset": "--dataset", "name": "--dataset", "data_dir": "--data-dir", "source": "--source",
+    "download": "--download", "partition": "--partition", "alpha": "--alpha",
+    "shards_per_client": "--shards-per-client", "clients": "--clients", "byzantine": "--byzantine",
+    "attack": "--attack", "attack_options": "--attack-option", "method": "--method", "method_options": "--option",
+    "project": "--project", "rounds": "--rounds", "seed": "--seed", "server_lr": "--server-lr",
+    "local_epochs": "--local-epochs", "local_steps": "--local-steps", "batch_size": "--batch-size",
+    "learning_rate": "--lr", "lr": "--lr", "weight_decay": "--weight-decay", "clip_norm": "--clip-norm",
+    "cluster_size": "--cluster-size", "lam": "--noise", "shots": "--shots", "clip": "--clip", "screen": "--screen",
+    "out": "--out", "labels": "--label",
+}
+_KEYS = "|".join(sorted(map(re.escape, _FLAGS), key=len, reverse=True))
+_NOT_AFTER = r"(?<![\w.$'\-])"  # not inside a word, a flag, a $VARIABLE or a quoted name
+_VALUE = r"('[^']*'|\"[^\"]*\"|[^\s,;:)\]]+)"
+
+
+def _flag_value(value: str) -> str:
+    # A quoted plain word needs no quotes on a command line: 'tfds' -> tfds.
+    return value[1:-1] if re.fullmatch(r"'[\w.+/-]+'", value) else value
+
+
+def _flag_text(message: str) -> str:
+    """``message`` with the library's parameter names replaced by the CLI's flags:
+    ``source='tfds', download=True`` -> ``--source tfds --download``, ``data_dir=...``
+    -> ``--data-dir DIR``, ``got clients=4`` -> ``got --clients 4``, ``batch_size must``
+    -> ``--batch-size must``. The one place where messages are translated."""
+    message = re.sub(_NOT_AFTER + r"data_dir=\.\.\.", "--data-dir DIR", message)
+    message = re.sub(_NOT_AFTER + rf"({_KEYS})=True\b", lambda m: _FLAGS[m[1]], message)
+    message = re.sub(_NOT_AFTER + rf"({_KEYS})=False\b", lambda m: f"no {_FLAGS[m[1]]}", message)
+    message = re.sub(_NOT_AFTER + rf"({_KEYS})=\.\.\.", lambda m: f"{_FLAGS[m[1]]} ...", message)
+    message = re.sub(_NOT_AFTER + rf"({_KEYS})={_VALUE}", lambda m: f"{_FLAGS[m[1]]} {_flag_value(m[2])}", message)
+    # "--source tfds, --download": one command line, no comma.
+    message = re.sub(r"(--source \S+), (--download)", r"\1 \2", message)
+    message = re.sub(_NOT_AFTER + rf"({_KEYS})(?= must\b)", lambda m: _FLAGS[m[1]], message)
+    # Names with an underscore are never plain English: translate them wherever they stand.
+    under = "|".join(k for k in _FLAGS if "_" in k)
+    return re.sub(_NOT_AFTER + rf"({under})(?![\w=])", lambda m: _FLAGS[m[1]], message)
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -70,7 +115,12 @@ def _server(args):
 def _parser() -> argparse.ArgumentParser:
     from qkrum.fl.data import DATASETS, SOURCES
     from qkrum.fl.partition import PARTITIONS
-    from qkrum.fl.simulation import ATTACK_NAMES
+    from qkrum.fl.simulation import ATTACK_NAMES, DATASET_DEFAULTS, PAPER_DEFAULTS
+
+    def per_dataset(key: str) -> str:  # "digits 0.1, others 0.01"
+        special = [f"{d} {v[key]}" for d, v in DATASET_DEFAULTS.items() if v[key] != PAPER_DEFAULTS[key]]
+        return f"default: {', '.join(special + [f'others {PAPER_DEFAULTS[key]}'])}" if special else \
+            f"default: {PAPER_DEFAULTS[key]}"
 
     parser = argparse.ArgumentParser(prog="qkrum", description="Byzantine-robust federated learning with qkrum.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="projection width k for selection, or 'none' (default: 1000, the paper's)")
     g.add_argument("--rounds", type=int, default=30, help="rounds (default: 30)")
     g.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
-    g.add_argument("--server-lr", type=float, default=1.0, help="server step size eta (default: 1.0)")
+    g.add_argument("--server-lr", type=float, default=None, help=f"server step size eta ({per_dataset('server_lr')})")
     g = sim.add_argument_group("quantum secure aggregation (CQSA; replaces --method)")
     g.add_argument("--aggregator", default="select", choices=("select", "cqsa", "qsa"),
                    help="server step: 'select' (qkrum.select with --method, default), 'cqsa' (clustered "
@@ -118,20 +168,24 @@ def _parser() -> argparse.ArgumentParser:
                    help="CQSA cluster screening: 'rule' (cosine/distance, default), 'none', or a qkrum.select "
                         "method run on the cluster means (multikrum, qubo, multisignal, ...)")
     g = sim.add_argument_group("local training")
-    g.add_argument("--local-epochs", type=int, default=2, help="passes over a client's data (default: 2)")
+    g.add_argument("--local-epochs", type=int, default=None,
+                   help=f"passes over a client's data ({per_dataset('local_epochs')})")
     g.add_argument("--local-steps", type=int, default=None,
                    help="fixed local steps per client instead of epochs (default: off)")
-    g.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default: 32)")
-    g.add_argument("--lr", type=float, default=0.01, help="local SGD learning rate (default: 0.01)")
-    g.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay (default: 1e-4)")
-    g.add_argument("--clip-norm", type=float, default=1.0, help="gradient clipping global norm (default: 1.0)")
+    g.add_argument("--batch-size", type=int, default=None, help=f"mini-batch size ({per_dataset('batch_size')})")
+    g.add_argument("--lr", type=float, default=None, help=f"local SGD learning rate ({per_dataset('lr')})")
+    g.add_argument("--weight-decay", type=float, default=None, help=f"weight decay ({per_dataset('weight_decay')})")
+    g.add_argument("--clip-norm", type=float, default=None,
+                   help=f"gradient clipping global norm ({per_dataset('clip_norm')})")
     g = sim.add_argument_group("output")
     g.add_argument("--out", default=None, metavar="PATH.jsonl",
-                   help="JSON-lines results (resumable; model saved beside it as PATH.npz)")
+                   help="JSON-lines results (resumable; model saved beside it as PATH.jsonl.npz, "
+                        "PATH.jsonl.lock held while running)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    plot = sub.add_parser("plot", help="plot detection and test accuracy per round",
-                          description="Plot round-by-round detection accuracy and test accuracy of runs.")
+    plot = sub.add_parser("plot", help="plot test accuracy and detection metrics per round",
+                          description="Plot round-by-round test accuracy, detection accuracy, F1, rejection rate "
+                                      "and retention rate of runs.")
     plot.set_defaults(parser=plot)
     plot.add_argument("runs", nargs="+", metavar="RUN.jsonl", help="run files (several overlay)")
     plot.add_argument("--out", required=True, metavar="FIG.png", help="PNG to write")
@@ -141,13 +195,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _nanmean(values) -> float:
+def _mean_text(values) -> str:
+    """The mean of the defined values to 3 decimals, or ``n/a`` when none is defined
+    (F1 and the rates without an attacker)."""
     finite = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    return sum(finite) / len(finite) if finite else float("nan")
+    return f"{sum(finite) / len(finite):.3f}" if finite else "n/a"
 
 
 def _simulate(args, parser) -> int:
-    from qkrum.fl.simulation import simulate
+    from qkrum.fl.simulation import RunLockedError, simulate
 
     t0 = time.perf_counter()
     try:
@@ -162,13 +218,17 @@ def _simulate(args, parser) -> int:
             source=args.source, download=args.download, out=args.out, progress=not args.no_progress,
             aggregator=server,
         )
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
-        parser.error(str(exc))
+    except (ValueError, TypeError, OSError, ImportError, RunLockedError) as exc:
+        parser.error(_flag_text(str(exc)))
     rows = history.rounds
     last = rows[-1]
-    print(f"{len(rows)} rounds in {time.perf_counter() - t0:.1f}s: final test accuracy "
-          f"{last['test_accuracy']:.4f}; mean detection accuracy {_nanmean([r['accuracy'] for r in rows]):.3f}, "
-          f"F1 {_nanmean([r['f1'] for r in rows]):.3f}" + (f"; results in {args.out}" if args.out else ""))
+    summary = (f"final test accuracy {last['test_accuracy']:.4f}; mean detection accuracy "
+               f"{_mean_text([r['accuracy'] for r in rows])}, F1 {_mean_text([r['f1'] for r in rows])}")
+    if history.trained == 0:
+        print(f"already complete: {len(rows)} rounds in {args.out}: {summary}")
+    else:
+        print(f"{len(rows)} rounds in {time.perf_counter() - t0:.1f}s: {summary}"
+              + (f"; results in {args.out}" if args.out else ""))
     return 0
 
 
@@ -177,8 +237,8 @@ def _plot(args, parser) -> int:
 
     try:
         out = plot_runs(args.runs, args.out, labels=args.label, title=args.title)
-    except (ValueError, FileNotFoundError) as exc:
-        parser.error(str(exc))
+    except (ValueError, OSError) as exc:
+        parser.error(_flag_text(str(exc)))
     print(f"wrote {out}")
     return 0
 

@@ -1,11 +1,13 @@
-"""The scaling benchmark on a tiny grid: results, agreement with NumPy, resume, report."""
+"""The scaling benchmark on a tiny grid: results, agreement with NumPy, resume, report;
+its verdicts, legend, table widths, progress and memory measurement."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
-from benchmarks import report, scaling
+from benchmarks import harness, report, scaling
 
 
 def test_numpy_baseline_agrees_with_reference(rng):
@@ -20,7 +22,7 @@ def test_numpy_baseline_agrees_with_reference(rng):
 def test_scaling_writes_resumable_results(tmp_path, capsys):
     path = tmp_path / "scaling.jsonl"
     argv = ["--clients", "12", "16", "--dim", "300", "--project", "50", "--repeats", "1",
-            "--attack", "gaussian", "--json", str(path)]
+            "--attack", "gaussian", "--no-memory", "--json", str(path)]
     cells = scaling.main(argv)
     lines = path.read_text().splitlines()
     assert len(lines) == 2 and [c["n"] for c in cells] == [12, 16]
@@ -32,12 +34,13 @@ def test_scaling_writes_resumable_results(tmp_path, capsys):
     for det in cell["detection"].values():
         # Gaussian noise with std 1 is a blatant outlier next to unit-norm honest updates.
         assert det["accuracy"] == 1.0 and det["agrees_with_numpy"]
-    # Four stage targets, and one per MultiSignal round (natural and evasion forced).
-    assert len(scaling.targets(cell)) == 6
+    # Four stage targets, and two per MultiSignal round (time and determinism; natural and
+    # evasion forced); no memory stage with --no-memory.
+    assert cell["memory"] is None and len(scaling.targets(cell)) == 8
     assert all(r["deterministic"] for r in cell["rounds"]) and {r["round"] for r in cell["rounds"]} == {
         "multisignal", "multisignal (evasion forced)"}
     out = capsys.readouterr().out
-    assert "Targets:" in out and "Growth with n" in out
+    assert "Verdicts:" in out and "Growth with n" in out
 
     # Rerunning the same sweep finishes nothing new: both cells are read back.
     again = scaling.main(argv)
@@ -53,8 +56,122 @@ def test_scaling_writes_resumable_results(tmp_path, capsys):
     table = report.growth_table(report.load(path))
     assert "distances+krum" in table and "16" in table
     png = tmp_path / "growth.png"
+    capsys.readouterr()
     report.main([str(path), "--plot", str(png)])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = capsys.readouterr().out
+    assert "Verdicts, n=12 attack=gaussian" in out and "Verdicts, n=16 attack=gaussian" in out
+    assert len(re.findall(r"^  (PASS|FAIL) ", out, re.MULTILINE)) == 16
+
+
+def _stage_cell(ratios, n=500):
+    """A cell whose distances+krum and projection stages have these paired ratios."""
+    paired = harness.paired_stats(ratios)
+    stage = {"qkrum_s": 0.3, "numpy_s": 0.3, "ratio": paired["median"], "ratio_q1": paired["q1"],
+             "ratio_q3": paired["q3"], "qkrum_peak_x": 1.0, "numpy_peak_x": 1.0}
+    return {"n": n, "seed": 0, "rounds": [], "stages": [
+        {"stage": "distances+krum", **stage}, {"stage": "projection", **stage},
+        {"stage": "gram floor", "numpy_s": 0.3, "numpy_peak_x": 1.0}]}
+
+
+def test_no_slower_than_numpy_judges_the_median_paired_ratio():
+    # Median 11 % slower, first quartile 0.90: the old rule (q1 <= 1) passed this; it must fail.
+    ratios = [0.85, 0.95, 1.11, 1.2, 1.3]
+    paired = harness.paired_stats(ratios)
+    assert paired["median"] == pytest.approx(1.11) and paired["q1"] == pytest.approx(0.9)
+    verdicts = {v.name: v for v in scaling.targets(_stage_cell(ratios))}
+    slow = verdicts["distances+krum no slower than NumPy"]
+    assert not slow.ok and slow.line().startswith("FAIL distances+krum no slower than NumPy: median paired ratio 1.110")
+    assert "(target <= 1.000)" in slow.line()
+    fast = {v.name: v for v in scaling.targets(_stage_cell([0.9, 0.95, 0.98, 1.05, 1.4]))}
+    assert fast["distances+krum no slower than NumPy"].ok  # median 0.98, third quartile above 1
+    assert fast["projection no slower than NumPy"].line().startswith("PASS projection no slower than NumPy: ")
+
+
+def test_memory_verdict_is_against_half_the_input_in_steady_state():
+    cell = _stage_cell([1.0])
+    cell["memory"] = {"k": 1000, "input_bytes": 100, "first_x": 0.9, "steady_x": 0.3}
+    (ok,) = [v for v in scaling.targets(cell) if "peak memory above the input" in v.name]
+    assert ok.ok and ok.line() == ("PASS select+aggregate peak memory above the input: 0.30x per call (0.90x on the "
+                                   "first, compiling) (target <= 0.5x)")
+    cell["memory"] = {"k": 1000, "input_bytes": 100, "first_x": 0.45, "steady_x": 0.51}
+    assert not [v for v in scaling.targets(cell) if "peak memory above the input" in v.name][0].ok
+
+
+def test_wide_tables_are_split_to_fit_120_columns():
+    columns = [("stage", "stage")] + [(f"a rather long column header {i}", f"c{i}") for i in range(8)]
+    rows = [{"stage": "distances+krum (jit)", **{f"c{i}": 0.123 * i for i in range(8)}}]
+    table = harness.format_table(rows, columns)
+    assert max(map(len, table.splitlines())) <= harness.MAX_TABLE_WIDTH
+    # Every column is still there, and every part repeats the first column.
+    for i in range(8):
+        assert f"a rather long column header {i}" in table
+    parts = table.split("\n\n")
+    assert len(parts) > 1 and all(part.startswith("stage") for part in parts)
+    assert harness.format_table(rows[:1], columns[:3]).count("\n\n") == 0  # narrow: one table
+
+
+def test_main_job_at_a_tiny_size(capsys):
+    """The main job's output: a progress bar over the stages, tables <= 120 columns with a
+    legend of every column, one PASS/FAIL line per target, and the memory stage."""
+    argv = ["--clients", "20", "--dim", "300", "--project", "50", "--repeats", "2", "--round-repeats", "2"]
+    (cell,) = scaling.main(argv)
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err
+    assert max(len(line) for line in out.splitlines()) <= 120
+    # Progress: every stage of the plan was named on the bar (stderr), and it ended complete.
+    plan = scaling.cell_plan(50, 2)
+    for stage in plan:
+        assert f"n=20 alie: {stage}" in err, stage
+    assert f"{len(plan)}/{len(plan)} stages" in err
+    # Legend: each column header of the stage table is explained, with its better direction.
+    for header in ("stage", "qkrum s", "numpy s", "ratio", "ratio IQR", "qkrum mem", "numpy mem",
+                   "acc, f1", "agg err", "above input"):
+        assert re.search(rf"^  {re.escape(header)}: ", out, re.MULTILINE), header
+    assert out.count("is better") >= 8
+    # Verdicts: one plain line per target, PASS or FAIL, measured value and target.
+    verdicts = scaling.targets(cell)
+    lines = re.findall(r"^  (?:PASS|FAIL) .+: .+ \(target .+\)$", out, re.MULTILINE)
+    assert len(lines) == len(verdicts) == 9 and lines == ["  " + v.line() for v in verdicts]
+    assert any(line.startswith("  PASS MultiSignal round at n=20 under 10 s: ") for line in lines)
+    mem = cell["memory"]
+    assert mem["input_bytes"] == 20 * 300 * 4 and mem["first_extra_bytes"] is not None
+    assert "Memory of qkrum.select(x_np, f, project=50) + sel.aggregate(x_np)" in out
+
+
+def test_run_cell_reports_each_stage_of_its_plan():
+    seen = []
+    scaling.run_cell(10, 2, 200, "gaussian", 20, 1, 0, round_repeats=2, progress=seen.append, memory=False)
+    assert seen == scaling.cell_plan(20, 2, memory=False)
+
+
+def _allocate(mib: int) -> dict:
+    """Runs in a fresh process: allocate and free ``mib`` MiB inside PeakMemory, once with
+    NumPy and once with JAX (an XLA buffer), after freeing as much first."""
+    import jax.numpy as jnp
+
+    from benchmarks.harness import PeakMemory
+
+    out = {}
+    for name, alloc in (("numpy", lambda: np.ones(mib * 2**20 // 8)),
+                        ("jax", lambda: jnp.ones(mib * 2**20 // 4, jnp.float32).block_until_ready())):
+        alloc()  # freed before the measurement: must not hide the next allocation
+        with PeakMemory(release=True) as mem:
+            a = alloc()
+            del a
+        out[name] = mem.peak_extra_bytes
+    return out
+
+
+def test_peak_memory_in_a_fresh_process_sees_numpy_and_xla_allocations(monkeypatch):
+    from pathlib import Path
+
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs Linux /proc")
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    got = harness.run_in_subprocess("test_benchmarks:_allocate", {"mib": 128})
+    for name in ("numpy", "jax"):
+        assert got[name] is not None and 120 * 2**20 <= got[name] <= 400 * 2**20, (name, got[name] / 2**20)
 
 
 def test_scaling_rejects_bad_arguments(capsys):

@@ -6,11 +6,12 @@ import sys
 
 import pytest
 
-from qkrum.cli import _key_value, main
+from qkrum.cli import _flag_text, _key_value, main
+
 
 def run(rounds=2):
     return ["simulate", "--dataset", "digits", "--clients", "6", "--byzantine", "1", "--rounds", str(rounds),
-            "--lr", "0.1", "--batch-size", "16", "--no-progress"]
+            "--lr", "0.1", "--batch-size", "16", "--local-epochs", "1", "--no-progress"]
 
 
 RUN = run()
@@ -50,9 +51,15 @@ def test_options_are_parsed_as_json_when_they_can_be(tmp_path):
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--attack", "nope"], "unknown attack='nope'; valid attacks: none, label_flip"),
-    (["--method", "nope"], "unknown method='nope'; valid methods"),
-    (["--byzantine", "6"], "byzantine must be smaller than clients=6"),
+    (["--attack", "nope"], "unknown --attack nope; valid attacks: none, label_flip"),
+    (["--method", "nope"], "unknown --method nope; valid methods"),
+    (["--byzantine", "6"], "--byzantine must be smaller than --clients 6 (at least one client must be honest), "
+                           "got --byzantine 6"),
+    (["--lr", "-1"], "--lr must be a finite number > 0, got --lr -1.0"),
+    (["--local-epochs", "0"], "--local-epochs must be >= 1"),
+    (["--server-lr", "0"], "--server-lr must be a finite number > 0, got --server-lr 0.0"),
+    (["--dataset", "mnist", "--source", "sklearn"], "--source sklearn only serves the 'digits' dataset, "
+                                                    "got --dataset mnist"),
     (["--option", "oops"], "expected KEY=VALUE"),
     (["--project", "0"], "--project must be >= 1"),
     (["--dataset", "svhn"], "invalid choice: 'svhn'"),
@@ -62,6 +69,44 @@ def test_bad_arguments_exit_with_a_message(argv, match, capsys):
         main(RUN + argv)
     assert exc.value.code == 2
     assert match in capsys.readouterr().err
+
+
+def test_errors_name_the_flags_not_the_python_parameters(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("QKRUM_DATA_DIR", raising=False)
+    with pytest.raises(SystemExit):
+        main(RUN + ["--dataset", "mnist"])
+    err = capsys.readouterr().err
+    assert "pass --data-dir DIR or set $QKRUM_DATA_DIR" in err and "pass --source tfds --download (needs" in err
+    assert "data_dir" not in err and "download=True" not in err and "source=" not in err
+    with pytest.raises(SystemExit):
+        main(RUN + ["--dataset", "mnist", "--download", "--data-dir", str(tmp_path)])
+    assert "--download downloads through tensorflow-datasets: pass --source tfds as well" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(RUN + ["--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere")])
+    assert f"data directory {str(tmp_path / 'nowhere')!r} (from --data-dir) does not exist" in capsys.readouterr().err
+
+
+def test_flag_text_translates_in_one_place():
+    assert _flag_text("pass source='tfds', download=True (needs tfds)") == "pass --source tfds --download (needs tfds)"
+    assert _flag_text("got shards_per_client=0; batch_size must be") == \
+        "got --shards-per-client 0; --batch-size must be"
+    assert _flag_text("out='my runs/a.jsonl' exists") == "--out 'my runs/a.jsonl' exists"
+    # Flags, $VARIABLES, dotted config keys and plain words are left alone.
+    text = "--project must be >= 1; set $QKRUM_DATA_DIR; local.batch_size: 16 in the file; the source of clients"
+    assert _flag_text(text) == text
+
+
+def test_complete_run_and_undefined_metrics(tmp_path, capsys):
+    out = tmp_path / "clean.jsonl"
+    argv = run(1) + ["--attack", "none", "--method", "mean", "--local-steps", "1", "--out", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("1 rounds in ") and "F1 n/a" in text and "nan" not in text
+    before = out.read_bytes()
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"already complete: 1 rounds in {out}: final test accuracy") and "F1 n/a" in text
+    assert " in 0." not in text and out.read_bytes() == before
 
 
 def test_plot_errors(tmp_path, capsys):

@@ -84,4 +84,4 @@ def test_cli_runs_cqsa_and_global_qsa(tmp_path, capsys):
     assert header["config"]["server"] == "qsa" and header["config"]["server_config"]["lam"] == 0.01
     with pytest.raises(SystemExit):
         cli(base + ["--aggregator", "cqsa", "--cluster-size", "0"])
-    assert "cluster_size" in capsys.readouterr().err
+    assert "--cluster-size" in capsys.readouterr().err

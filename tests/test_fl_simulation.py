@@ -143,15 +143,16 @@ def test_results_file_resumes_where_it_stopped(tmp_path):
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r.get("round") for r in lines] == [None, 1, 2, 3]
     assert _strip(lines[1:]) == _strip(fresh.rounds)
-    # Stopped after round 3's line but before its model was saved: round 3 is redone.
-    shutil.copy(tmp_path / "run.npz", tmp_path / "round3.npz")
+    # Stopped after round 4's line but before its model was saved: round 4 is redone.
+    shutil.copy(tmp_path / "run.jsonl.npz", tmp_path / "round3.npz")
     simulate("digits", rounds=4, out=path, **kw)
     four = [json.loads(line) for line in path.read_text().splitlines()][1:]
-    os.replace(tmp_path / "round3.npz", tmp_path / "run.npz")  # model back to round 3, line 4 stays
+    os.replace(tmp_path / "round3.npz", tmp_path / "run.jsonl.npz")  # model back to round 3, line 4 stays
     again = simulate("digits", rounds=4, out=path, **kw)
-    assert _strip(again.rounds) == _strip(four) and len(path.read_text().splitlines()) == 5
-    fresh_params = np.load(tmp_path / "fresh.npz")["params"]
-    assert np.load(tmp_path / "fresh.npz")["round"] == 3 and fresh_params.shape == (15_010,)
+    assert again.trained == 1 and _strip(again.rounds) == _strip(four) and len(path.read_text().splitlines()) == 5
+    with np.load(tmp_path / "fresh.jsonl.npz") as z:
+        assert z["round"] == 3 and z["params"].shape == (15_010,)
+        np.testing.assert_array_equal(z["byzantine"], fresh.byzantine)
     # A finished run asked for no more rounds returns it without training.
     done = simulate("digits", rounds=2, out=path, **kw)
     assert len(done) == 4
@@ -163,7 +164,7 @@ def test_results_file_of_another_run_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(sim, "local_trainer", _no_training)
     with pytest.raises(ValueError, match="different config .*attack: 'alie' in the file, 'lie' now"):
         simulate("digits", rounds=2, out=path, attack="lie", **FAST)
-    os.remove(tmp_path / "run.npz")
+    os.remove(tmp_path / "run.jsonl.npz")
     with pytest.raises(ValueError, match="model file .* is missing"):
         simulate("digits", rounds=2, out=path, attack="alie", **FAST)
     other = tmp_path / "other.jsonl"
@@ -210,6 +211,37 @@ def test_names_and_aggregator_factory():
     x[5] = 100.0  # an obvious outlier
     out, info = agg(jax.numpy.asarray(x), 1, jax.random.key(0))
     assert info["selected"].tolist() == [True] * 5 + [False] and np.allclose(out, 0)
+
+
+def test_training_defaults_follow_the_dataset(tmp_path, monkeypatch):
+    """None means the dataset's default (DATASET_DEFAULTS); an explicit value wins; the
+    resolved values are the run's config. Stopped before training: the header is written."""
+    monkeypatch.setattr(sim, "local_trainer", _no_training)
+    assert sim.defaults_for("mnist") == sim.PAPER_DEFAULTS and sim.PAPER_DEFAULTS["lr"] == 0.01
+    assert sim.defaults_for("digits")["lr"] == 0.1 and sim.defaults_for("my-data") == sim.PAPER_DEFAULTS
+    for kwargs, want in [({}, dict(learning_rate=0.1, batch_size=16, local_epochs=5)),
+                         (dict(lr=0.02, local_epochs=1), dict(learning_rate=0.02, batch_size=16, local_epochs=1))]:
+        path = tmp_path / f"run{len(kwargs)}.jsonl"
+        with pytest.raises(AssertionError, match="training started"):
+            simulate("digits", clients=8, byzantine=2, rounds=1, progress=False, out=path, **kwargs)
+        config = sim.read_run(path)[0]
+        assert {k: config["local"][k] for k in want} == want
+        assert config["local"]["weight_decay"] == 1e-4 and config["server_lr"] == 1.0
+
+
+def test_digits_defaults_separate_the_mean_from_multikrum():
+    """The offline default shows something: with default settings (15 clients, f = 3,
+    Dirichlet 0.5), clean FedAvg passes 0.85 within 10 rounds, Gaussian-noise attackers
+    keep the plain mean far below, and MultiKrum stays near the clean run (about 12 s)."""
+    kw = dict(rounds=10, seed=0, progress=False)
+    clean = simulate("digits", attack="none", method="mean", **kw).column("test_accuracy")
+    mean = simulate("digits", attack="gaussian", method="mean", **kw).column("test_accuracy")
+    mk = simulate("digits", attack="gaussian", method="multikrum", **kw)
+    mk_acc = mk.column("test_accuracy")
+    assert clean.max() >= 0.85 and clean[-1] >= 0.85
+    assert mean[-1] < clean[-1] - 0.15 and mean.max() < 0.8
+    assert mk_acc[-1] >= clean[-1] - 0.05 and mk_acc[-1] >= 0.85
+    assert all(r["rejection_rate"] == 1.0 for r in mk.rounds)
 
 
 @pytest.mark.slow

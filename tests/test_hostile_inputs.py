@@ -317,3 +317,15 @@ def test_host_blocks_cover_every_row_once_in_order():
         for lo, hi, block in blocks:
             np.testing.assert_array_equal(np.asarray(block)[:hi - lo], x[lo:hi])
             assert not np.asarray(block)[hi - lo:].any()
+
+
+def test_all_subnormal_updates_are_flushed_to_zero_as_documented():
+    # XLA's CPU kernels flush subnormals (|v| < 1.18e-38 in float32) to zero: such an
+    # update is a zero update. Documented in the README; no NaN, no crash, no division by 0.
+    x = np.full((6, 10), 1e-40, np.float32)
+    x[1] *= 2
+    x[2] *= -1
+    for method in ("multikrum", "mean", "geometric_median", "qubo"):
+        sel = qkrum.select(x, 1, method=method, project=None, **options(method))
+        agg = np.asarray(sel.aggregate(x))
+        assert np.all(agg == 0), method
