@@ -530,7 +530,7 @@ def select(
         raise ValueError(f"unknown method={method!r}; valid methods: {', '.join(sorted(METHODS))}")
     seed = check_int("seed", seed)
     guard = _check_norm_guard(norm_guard, method)
-    if dtype is not None and jnp.finfo(dtype).bits < 32:
+    if dtype is not None and jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
         # float16/bfloat16 are fine as inputs (converted), not for the arithmetic: their
         # sums of squares overflow near 256, their means' sums near 65,504.
         raise TypeError(f"dtype must be float32 or float64, got dtype={np.dtype(dtype)}")
