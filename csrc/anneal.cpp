@@ -1,9 +1,12 @@
 #include "anneal.hpp"
+#include "portable.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <locale>
+#include <sstream>
 #include <thread>
 
 namespace qkrum {
@@ -36,7 +39,7 @@ class Rng {
   }
   // Uniform integer in [0, bound): Lemire's multiply-shift (bias < bound / 2^64).
   std::uint64_t below(std::uint64_t bound) {
-    return static_cast<std::uint64_t>((static_cast<unsigned __int128>(next()) * bound) >> 64);
+    return portable::mul_hi_u64(next(), bound);
   }
 
  private:
@@ -86,21 +89,21 @@ inline void for_row(const Dense& q, std::int64_t i, F&& fn) {
 }
 
 // f += sign * row(i): the hot loop of every accepted move; written out so it vectorises.
-inline void add_row(const Dense& q, std::int64_t i, double sign, double* __restrict f) {
-  const double* __restrict row = q.J + i * q.n;
+inline void add_row(const Dense& q, std::int64_t i, double sign, double* QKRUM_RESTRICT f) {
+  const double* QKRUM_RESTRICT row = q.J + i * q.n;
   const std::int64_t n = q.n;
   for (std::int64_t j = 0; j < n; ++j) f[j] += sign * row[j];
 }
 
 // f += row(b) − row(a): an accepted exchange, one pass over f instead of two.
-inline void exchange_rows(const Dense& q, std::int64_t a, std::int64_t b, double* __restrict f) {
-  const double* __restrict row_a = q.J + a * q.n;
-  const double* __restrict row_b = q.J + b * q.n;
+inline void exchange_rows(const Dense& q, std::int64_t a, std::int64_t b, double* QKRUM_RESTRICT f) {
+  const double* QKRUM_RESTRICT row_a = q.J + a * q.n;
+  const double* QKRUM_RESTRICT row_b = q.J + b * q.n;
   const std::int64_t n = q.n;
   for (std::int64_t j = 0; j < n; ++j) f[j] += row_b[j] - row_a[j];
 }
 
-inline void add_row(const Csr& q, std::int64_t i, double sign, double* __restrict f) {
+inline void add_row(const Csr& q, std::int64_t i, double sign, double* QKRUM_RESTRICT f) {
   for (std::int64_t p = q.indptr[i]; p < q.indptr[i + 1]; ++p) f[q.indices[p]] += sign * q.data[p];
 }
 
@@ -109,7 +112,7 @@ inline void for_row(const Csr& q, std::int64_t i, F&& fn) {
   for (std::int64_t p = q.indptr[i]; p < q.indptr[i + 1]; ++p) fn(q.indices[p], q.data[p]);
 }
 
-inline void exchange_rows(const Csr& q, std::int64_t a, std::int64_t b, double* __restrict f) {
+inline void exchange_rows(const Csr& q, std::int64_t a, std::int64_t b, double* QKRUM_RESTRICT f) {
   add_row(q, a, -1.0, f);
   add_row(q, b, 1.0, f);
 }
@@ -239,13 +242,26 @@ void random_state(std::int64_t n, std::int64_t cardinality, Rng& rng, std::int8_
   }
 }
 
+// A double for an error message, the same on every C library ("nan", "-inf", "-0.125"):
+// std::to_string follows the C locale and prints glibc's "-nan".
+std::string describe(double v) {
+  if (std::isnan(v)) return "nan";
+  std::ostringstream out;
+  out.imbue(std::locale::classic());
+  out << v;
+  return out.str();
+}
+
 void check_options(std::int64_t n, const Options& opt) {
   if (n < 1) throw std::invalid_argument("the QUBO must have at least one variable, got n=" + std::to_string(n));
   if (opt.num_reads < 1)
     throw std::invalid_argument("num_reads must be >= 1, got num_reads=" + std::to_string(opt.num_reads));
-  for (double b : opt.beta_schedule)
+  for (std::size_t k = 0; k < opt.beta_schedule.size(); ++k) {
+    const double b = opt.beta_schedule[k];
     if (!(b >= 0.0) || !std::isfinite(b))
-      throw std::invalid_argument("beta_schedule must hold finite values >= 0, got " + std::to_string(b));
+      throw std::invalid_argument("beta_schedule must hold finite values >= 0, got beta_schedule[" +
+                                  std::to_string(k) + "]=" + describe(b));
+  }
   if (opt.cardinality > n)
     throw std::invalid_argument("cardinality must be <= n=" + std::to_string(n) +
                                 ", got cardinality=" + std::to_string(opt.cardinality));
@@ -335,8 +351,9 @@ ExactResult exact_dense(const Dense& q, const double* h, std::int64_t cardinalit
   if (cardinality > n)
     throw std::invalid_argument("cardinality must be <= n=" + std::to_string(n) +
                                 ", got cardinality=" + std::to_string(cardinality));
-  if (cardinality < 0 && n > 40)
-    throw std::invalid_argument("exhaustive search over 2^n states needs n <= 40, got n=" + std::to_string(n));
+  if (cardinality < 0 && n > kMaxExhaustiveVariables)
+    throw std::invalid_argument("exhaustive search over 2^n states is limited to n <= " +
+                                std::to_string(kMaxExhaustiveVariables) + ", got n=" + std::to_string(n));
 
   ExactResult best;
   best.energy = std::numeric_limits<double>::infinity();
@@ -345,7 +362,7 @@ ExactResult exact_dense(const Dense& q, const double* h, std::int64_t cardinalit
 
   auto offer = [&](double e) {
     ++best.num_states_searched;
-    // Incremental updates over up to 2^40 states drift by far less than this tolerance.
+    // Incremental updates over up to 2^30 states drift by far less than this tolerance.
     const double tol = std::isfinite(best.energy) ? 1e-9 * std::max(1.0, std::abs(best.energy)) : 0.0;
     if (!std::isfinite(best.energy) || e < best.energy - tol) {
       best.energy = e;
@@ -370,7 +387,7 @@ ExactResult exact_dense(const Dense& q, const double* h, std::int64_t cardinalit
     offer(e);
     const std::uint64_t total = 1ULL << n;
     for (std::uint64_t k = 1; k < total; ++k) {
-      flip(static_cast<std::int64_t>(__builtin_ctzll(k)), e);
+      flip(static_cast<std::int64_t>(portable::ctz64(k)), e);
       offer(e);
     }
   } else {

@@ -68,8 +68,15 @@ Result anneal_csr(const Csr& q, const double* h, const Options& opt);
 // Energy of one state (used by tests and by the exact solver's callers).
 double energy_dense(const Dense& q, const double* h, const std::int8_t* x);
 
-// Exhaustive ground state of a dense QUBO: all 2^n states (Gray code, O(n) per state),
-// or all C(n, m) subsets when cardinality = m ≥ 0. Returns the lowest energy, up to
+// The largest n for which exact_dense searches all 2^n states (2^30 states take about
+// half a minute natively; the guard is against accidental hours-long runs). The single
+// source of this limit: Python reads it as qkrum._core.MAX_EXHAUSTIVE_VARIABLES, and
+// qkrum.anneal.exact also bounds the C(n, m) subsets of the cardinality search by 2^it.
+constexpr std::int64_t kMaxExhaustiveVariables = 30;
+
+// Exhaustive ground state of a dense QUBO: all 2^n states (Gray code, O(n) per state;
+// n <= kMaxExhaustiveVariables), or all C(n, m) subsets when cardinality = m ≥ 0. Returns
+// the lowest energy, up to
 // `max_states` states attaining it (within a relative tolerance of 1e-9) and how many
 // states attain it.
 struct ExactResult {

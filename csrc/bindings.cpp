@@ -1,6 +1,7 @@
-// qkrum._core: thin pybind11 bindings over the pure C++ in csrc/. Input checking that
-// names user-facing parameters happens in qkrum.anneal (Python); the C++ re-checks what
-// it relies on and throws std::invalid_argument (ValueError in Python).
+// qkrum._core: thin pybind11 bindings over the pure C++ in csrc/. Every argument is
+// checked in Python (qkrum._native.check_anneal_arguments / check_exact_arguments) before
+// either implementation runs; the C++ re-checks what it relies on and throws
+// std::invalid_argument (ValueError in Python) for direct callers of this private module.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -18,11 +19,23 @@ using F64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
 using I64 = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
 using I8 = py::array_t<std::int8_t, py::array::c_style | py::array::forcecast>;
 
+// The language standard in effect. MSVC keeps __cplusplus at 199711L unless built with
+// /Zc:__cplusplus, and reports the real value in _MSVC_LANG.
+long cplusplus() {
+#if defined(_MSVC_LANG)
+  return static_cast<long>(_MSVC_LANG);
+#else
+  return static_cast<long>(__cplusplus);
+#endif
+}
+
 std::string compiler_id() {
 #if defined(__clang__)
   return "clang " __clang_version__;
 #elif defined(__GNUC__)
   return "gcc " __VERSION__;
+#elif defined(_MSC_VER)
+  return "msvc " + std::to_string(_MSC_FULL_VER);
 #else
   return "unknown";
 #endif
@@ -136,7 +149,7 @@ PYBIND11_MODULE(_core, m) {
         py::dict info;
         info["version"] = QKRUM_VERSION;
         info["compiler"] = compiler_id();
-        info["cplusplus"] = static_cast<long>(__cplusplus);
+        info["cplusplus"] = cplusplus();
         info["hardware_threads"] = std::thread::hardware_concurrency();
         return info;
       },
@@ -149,4 +162,5 @@ PYBIND11_MODULE(_core, m) {
         py::arg("num_threads"), py::arg("initial_states"), py::arg("swap_moves") = false);
   m.def("exact_dense", &exact_dense, py::arg("J"), py::arg("h"), py::arg("cardinality"), py::arg("max_states"));
   m.def("read_seed", &qa::read_seed, py::arg("seed"), py::arg("read"));
+  m.attr("MAX_EXHAUSTIVE_VARIABLES") = qa::kMaxExhaustiveVariables;
 }

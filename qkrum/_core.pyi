@@ -1,7 +1,13 @@
 """Private native extension; use qkrum.anneal instead."""
 
+from typing import Final
+
 import numpy as np
 import numpy.typing as npt
+
+#: Largest n for which ``exact_dense`` searches all 2^n states (``kMaxExhaustiveVariables``
+#: in csrc/anneal.hpp, the single definition of this limit).
+MAX_EXHAUSTIVE_VARIABLES: Final[int]
 
 def build_info() -> dict[str, object]:
     """Compiler, language standard and hardware threads the extension was built with."""

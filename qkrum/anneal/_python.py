@@ -2,13 +2,20 @@
 
 Used when the extension is not built or ``QKRUM_IMPLEMENTATION=python`` is set. It exposes
 the same four functions as ``qkrum._core`` (see ``csrc/anneal.hpp`` and ``qkrum/_core.pyi``)
-with the same signatures, return types, semantics and ``ValueError`` messages:
+with the same signatures, return types and semantics:
 
 * ``anneal_dense(J, h, num_reads, beta_schedule, seed, order, cardinality, num_threads,
   initial_states) -> (samples int8 (num_reads, n), energies float64 (num_reads,), flip_attempts)``
 * ``anneal_csr(indptr, indices, data, h, ...)`` -> the same, for a CSR coupling matrix;
 * ``exact_dense(J, h, cardinality, max_states) -> (energy, states, num_ground, num_searched)``;
 * ``read_seed(seed, read)``: the per-read seed mixing of the C++ code.
+
+Arguments are checked once, before either implementation runs, by
+:func:`qkrum._native.check_anneal_arguments` and :func:`qkrum._native.check_exact_arguments`
+(the callers, ``qkrum.anneal.sampler.run_arrays`` and ``qkrum.anneal.exact``, call them);
+this module trusts its arguments and only computes. Its one check is the C++'s own
+defence: ``exact_dense`` refuses a search over ``2^n`` states for
+``n > qkrum._native.MAX_EXHAUSTIVE_VARIABLES`` (the limit defined once in C++).
 
 The QUBO energy is ``E(x) = h·x + Σ_{i<j} J_ij x_i x_j`` (J symmetric, zero diagonal), and
 every read keeps its local fields ``f = h + x J`` so that a flip of ``x_i`` changes the
@@ -47,8 +54,9 @@ How it differs from the C++
   directly (fields by ``bincount``, accepted moves by gathering each accepted read's row,
   ``J_ij`` by binary search on the sorted ``(row, column)`` keys). For the row walk the CSR
   is canonicalised first (sorted, duplicates summed); the C++ instead takes the first of
-  duplicated entries when it looks up a single ``J_ij`` in swap moves. CSR input is meant
-  to hold each entry once, so this only matters for malformed input.
+  duplicated entries when it looks up a single ``J_ij`` in swap moves. This only matters
+  for a direct call: :func:`qkrum._native.check_anneal_arguments` requires sorted rows
+  holding each column once.
 * **Exact solver.** ``exact_dense`` enumerates in vectorised chunks instead of a Gray code:
   all ``2^n`` states (as ``2^14`` low-bit states times batches of high-bit states, energies
   by matrix products) or all ``C(n, m)`` subsets in lexicographic order
@@ -57,11 +65,7 @@ How it differs from the C++
   applies the same relative tolerance against its running minimum). Ground states come
   in enumeration order (increasing binary index ``Σ_i x_i 2^i`` for the full search; the
   C++ Gray code order differs). Practical up to n ≈ 22 (2^n states) or a few million
-  subsets; the n ≤ 40 limit of the C++ is kept.
-* **Argument types.** Arguments the C++ binding would reject at conversion (a negative or
-  too large seed, a float count, a non-string order) raise ``TypeError`` as pybind11 does,
-  but with a different message. An ``indptr`` entry outside ``[0, nnz]`` (undefined
-  behaviour in the C++) raises ``ValueError``; ``anneal_csr`` requires a 1-D ``h``.
+  subsets.
 """
 
 from __future__ import annotations
@@ -69,10 +73,11 @@ from __future__ import annotations
 import collections
 import itertools
 import math
-import operator
 from typing import Any, Callable, Iterator
 
 import numpy as np
+
+from qkrum._native import MAX_EXHAUSTIVE_VARIABLES
 
 __all__ = ["anneal_csr", "anneal_dense", "exact_dense", "read_seed"]
 
@@ -103,98 +108,11 @@ def _splitmix64(state: int) -> int:
 def read_seed(seed: int, read: int) -> int:
     """The generator seed of read ``read`` in a run with seed ``seed`` (as in the C++):
     ``splitmix64(seed ^ (read · 0x9E3779B97F4A7C15 mod 2^64))``."""
-    seed = _integer("read_seed", "seed", seed, 0, _MASK64)
-    read = _integer("read_seed", "read", read, 0, _MASK64)
-    return _splitmix64(seed ^ ((read * _GOLDEN) & _MASK64))
-
-
-# --- argument conversion (what pybind11 does before the C++ runs) ----------------------
-
-_INT64 = (-(1 << 63), (1 << 63) - 1)
-_INT32 = (-(1 << 31), (1 << 31) - 1)
-
-
-def _integer(func: str, name: str, value: Any, lo: int, hi: int) -> int:
-    try:
-        if isinstance(value, (float, np.floating)):
-            raise TypeError
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{func}(): {name} must be an integer, got {value!r}") from None
-    if not lo <= v <= hi:
-        raise TypeError(f"{func}(): {name} must be an integer in [{lo}, {hi}], got {v}")
-    return v
+    return _splitmix64((int(seed) ^ ((int(read) * _GOLDEN) & _MASK64)) & _MASK64)
 
 
 def _f64(x: Any) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float64)
-
-
-def _i64(x: Any) -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.dtype.kind == "f":  # pybind11's forcecast truncates floats
-        arr = arr.astype(np.int64)
-    return np.ascontiguousarray(arr, dtype=np.int64)
-
-
-def _order(func: str, order: Any) -> str:
-    if isinstance(order, bytes):
-        order = order.decode()
-    if not isinstance(order, str):
-        raise TypeError(f"{func}(): order must be a str, got {order!r}")
-    return order
-
-
-def _fmt_double(b: float) -> str:
-    """``std::to_string(double)``: printf's ``%f``, with glibc's ``-nan``."""
-    if math.isnan(b):
-        return "-nan" if math.copysign(1.0, b) < 0 else "nan"
-    return "%f" % b
-
-
-def _convert(func: str, num_reads: Any, beta_schedule: Any, seed: Any, order: Any,
-             cardinality: Any, num_threads: Any, initial_states: Any) -> tuple:
-    """Argument conversion, which pybind11 does before the binding body runs."""
-    num_reads = _integer(func, "num_reads", num_reads, *_INT64)
-    beta = _f64(beta_schedule).ravel()
-    seed = _integer(func, "seed", seed, 0, _MASK64)
-    order = _order(func, order)
-    cardinality = _integer(func, "cardinality", cardinality, *_INT64)
-    _integer(func, "num_threads", num_threads, *_INT32)
-    init = None
-    if initial_states is not None:
-        init = np.asarray(initial_states)
-        if init.dtype != np.int8:
-            init = init.astype(np.int8)  # pybind11 forcecast (a C cast)
-    return num_reads, beta, seed, order, cardinality, init
-
-
-def _check(n: int, opts: tuple) -> tuple:
-    """The checks of ``make_options`` and ``check_options``, in their order."""
-    num_reads, beta, seed, order, cardinality, init = opts
-    if order not in ("sequential", "random"):
-        raise ValueError(f"order must be 'sequential' or 'random', got '{order}'")
-    if init is not None and (init.ndim != 2 or init.shape[0] != num_reads or init.shape[1] != n):
-        raise ValueError("initial_states must have shape (num_reads, n)")
-    if n < 1:
-        raise ValueError(f"the QUBO must have at least one variable, got n={n}")
-    if num_reads < 1:
-        raise ValueError(f"num_reads must be >= 1, got num_reads={num_reads}")
-    for b in beta.tolist():
-        if not (b >= 0.0) or not math.isfinite(b):
-            raise ValueError(f"beta_schedule must hold finite values >= 0, got {_fmt_double(b)}")
-    if cardinality > n:
-        raise ValueError(f"cardinality must be <= n={n}, got cardinality={cardinality}")
-    if init is not None:
-        init = init != 0
-        if cardinality >= 0:
-            ones = init.sum(axis=1)
-            bad = np.flatnonzero(ones != cardinality)
-            if bad.size:
-                r = int(bad[0])
-                raise ValueError(f"initial_states row {r} has {int(ones[r])} ones "
-                                 f"but cardinality={cardinality}")
-    return num_reads, beta, seed, order, cardinality, init
 
 
 # --- coupling back ends ----------------------------------------------------------------
@@ -428,13 +346,15 @@ def _exchange_sweep(q, h: np.ndarray, X: np.ndarray, b: float, rng: np.random.Ge
     return X, int(movable.sum()) * n
 
 
-def _run(q, h: np.ndarray, opts: tuple, swap_moves: bool = False):
+def _run(q, h: np.ndarray, num_reads: int, beta_schedule: Any, seed: int, order: str, m: int,
+         initial_states: Any, swap_moves: bool):
     n = q.n
-    num_reads, beta, seed, order, m, init = _check(n, opts)
-    rng = np.random.default_rng(seed)
-    R = num_reads
-    if init is not None:
-        X = np.array(init, dtype=bool)
+    beta = _f64(beta_schedule).ravel()
+    rng = np.random.default_rng(int(seed))
+    R = int(num_reads)
+    m = int(m)
+    if initial_states is not None:
+        X = np.asarray(initial_states) != 0
     elif m < 0:
         X = rng.random((R, n)) < 0.5
     else:
@@ -471,16 +391,8 @@ def anneal_dense(J: Any, h: Any, num_reads: int, beta_schedule: Any, seed: int, 
     Same contract as ``qkrum._core.anneal_dense`` (see the module docs for the
     differences: single-threaded, ``num_threads`` ignored, a different random stream).
     """
-    J = _f64(J)
-    h = _f64(h)
-    opts = _convert("anneal_dense", num_reads, beta_schedule, seed, order, cardinality,
-                    num_threads, initial_states)
-    if J.ndim != 2 or J.shape[0] != J.shape[1]:
-        raise ValueError("J must be a square matrix")
-    n = J.shape[0]
-    if h.ndim != 1 or h.shape[0] != n:
-        raise ValueError("h must have shape (n,)")
-    return _run(_DenseCouplings(J), h, opts, bool(swap_moves))
+    return _run(_DenseCouplings(_f64(J)), _f64(h), num_reads, beta_schedule, seed, order, cardinality,
+                initial_states, bool(swap_moves))
 
 
 def anneal_csr(indptr: Any, indices: Any, data: Any, h: Any, num_reads: int, beta_schedule: Any,
@@ -491,43 +403,22 @@ def anneal_csr(indptr: Any, indices: Any, data: Any, h: Any, num_reads: int, bet
     Same contract as ``qkrum._core.anneal_csr``; ``J`` is densified for
     ``n ≤ _DENSIFY_MAX_N`` and walked row by row above (see the module docs).
     """
-    indptr = _i64(indptr)
-    indices = _i64(indices)
-    data = _f64(data)
+    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+    indices = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
+    data = _f64(data).reshape(-1)
     h = _f64(h)
-    opts = _convert("anneal_csr", num_reads, beta_schedule, seed, order, cardinality,
-                    num_threads, initial_states)
-    if h.ndim != 1:
-        raise ValueError("h must have shape (n,)")
     n = h.shape[0]
-    if indptr.ndim != 1 or indptr.shape[0] != n + 1:
-        raise ValueError("indptr must have shape (n + 1,)")
-    indices, data = indices.reshape(-1), data.reshape(-1)
-    if indices.shape[0] != data.shape[0]:
-        raise ValueError("indices and data must have the same length")
-    nnz = indices.shape[0]
-    if indptr[0] != 0 or indptr[n] != nnz:
-        raise ValueError("indptr must start at 0 and end at nnz")
-    if nnz and (indices.min() < 0 or indices.max() >= n):
-        raise ValueError("indices must lie in [0, n)")
-    if np.any(indptr < 0) or np.any(indptr > nnz):
-        raise ValueError("indptr must lie in [0, nnz]")
-    # Row i holds the entries indptr[i] .. indptr[i + 1] − 1 (none if that is empty), as
-    # the C++ row walk reads them.
-    lengths = np.maximum(np.diff(indptr), 0)
-    total = int(lengths.sum())
-    offsets = np.cumsum(lengths) - lengths
-    pos = np.arange(total) + np.repeat(indptr[:-1] - offsets, lengths)
-    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    cols = indices[pos]
-    vals = data[pos]
+    # A valid CSR (qkrum._native.check_anneal_arguments): row i holds the entries
+    # indptr[i] .. indptr[i + 1] − 1.
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+    cols, vals = indices, data
     if n <= _DENSIFY_MAX_N:
-        J = np.zeros((max(n, 0), max(n, 0)))
+        J = np.zeros((n, n))
         np.add.at(J, (rows, cols), vals)
         q = _DenseCouplings(J)
     else:
         q = _CsrCouplings(rows, cols, vals, n)
-    return _run(q, h, opts, bool(swap_moves))
+    return _run(q, h, num_reads, beta_schedule, seed, order, cardinality, initial_states, bool(swap_moves))
 
 
 # --- exhaustive search -------------------------------------------------------------------
@@ -610,19 +501,11 @@ def exact_dense(J: Any, h: Any, cardinality: int,
     """
     J = _f64(J)
     h = _f64(h)
-    cardinality = _integer("exact_dense", "cardinality", cardinality, *_INT64)
-    max_states = _integer("exact_dense", "max_states", max_states, *_INT64)
-    if J.ndim != 2 or J.shape[0] != J.shape[1]:
-        raise ValueError("J must be a square matrix")
+    cardinality, max_states = int(cardinality), int(max_states)
     n = J.shape[0]
-    if h.ndim != 1 or h.shape[0] != n:
-        raise ValueError("h must have shape (n,)")
-    if n < 1:
-        raise ValueError(f"the QUBO must have at least one variable, got n={n}")
-    if cardinality > n:
-        raise ValueError(f"cardinality must be <= n={n}, got cardinality={cardinality}")
-    if cardinality < 0 and n > 40:
-        raise ValueError(f"exhaustive search over 2^n states needs n <= 40, got n={n}")
+    if cardinality < 0 and n > MAX_EXHAUSTIVE_VARIABLES:  # the C++'s own guard, the same limit
+        raise ValueError(f"exhaustive search over 2^n states is limited to n <= {MAX_EXHAUSTIVE_VARIABLES}, "
+                         f"got n={n}")
 
     if cardinality < 0:
         def chunks(wanted=None):

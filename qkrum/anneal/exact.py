@@ -14,13 +14,15 @@ from typing import Any, NamedTuple
 import dimod
 import numpy as np
 
-from qkrum.anneal import _backend
+from qkrum import _native
 from qkrum.anneal.sampler import qubo_arrays
 
 __all__ = ["ExactResult", "ExactSolver", "MAX_EXHAUSTIVE_VARIABLES", "exact_ground_state"]
 
-#: Largest n for a search over all 2^n states (a guard against accidental hours-long runs).
-MAX_EXHAUSTIVE_VARIABLES = 30
+#: Largest n for a search over all 2^n states, and the log2 of the most subsets a search
+#: with ``cardinality`` visits (a guard against accidental hours-long runs). Defined once,
+#: in C++ (``kMaxExhaustiveVariables``, csrc/anneal.hpp); see :mod:`qkrum._native`.
+MAX_EXHAUSTIVE_VARIABLES = _native.MAX_EXHAUSTIVE_VARIABLES
 
 
 class ExactResult(NamedTuple):
@@ -42,18 +44,8 @@ def _dense(arrays):
 
 
 def _solve(arrays, cardinality, max_states) -> ExactResult:
-    n = arrays.n
-    if cardinality is None and n > MAX_EXHAUSTIVE_VARIABLES:
-        raise ValueError(f"exhaustive search over 2^n states is limited to n <= {MAX_EXHAUSTIVE_VARIABLES}, "
-                         f"got n={n}; pass cardinality=m to search only the C(n, m) subsets")
-    if cardinality is not None:
-        if isinstance(cardinality, bool) or not isinstance(cardinality, (int, np.integer)) or not 0 <= cardinality <= n:
-            raise ValueError(f"cardinality must be an integer in 0..n={n}, got cardinality={cardinality!r}")
-        from math import comb
-        if comb(n, int(cardinality)) > 2**MAX_EXHAUSTIVE_VARIABLES:
-            raise ValueError(f"C(n={n}, m={cardinality}) = {comb(n, int(cardinality)):,} subsets is too many "
-                             f"for an exhaustive search (limit 2^{MAX_EXHAUSTIVE_VARIABLES})")
-    energy, states, num_ground, searched = _backend.impl().exact_dense(
+    _native.check_exact_arguments(arrays.h, arrays.J, cardinality=cardinality, max_states=max_states)
+    energy, states, num_ground, searched = _native.impl().exact_dense(
         _dense(arrays), arrays.h, -1 if cardinality is None else int(cardinality), int(max_states))
     return ExactResult(float(energy) + arrays.offset, np.asarray(states, np.int8), int(num_ground), int(searched))
 
@@ -79,7 +71,7 @@ class ExactSolver(dimod.Sampler):
 
     def __init__(self) -> None:
         self.parameters = {"cardinality": [], "max_states": []}
-        self.properties = {"max_num_variables": MAX_EXHAUSTIVE_VARIABLES, "implementation": _backend.name()}
+        self.properties = {"max_num_variables": MAX_EXHAUSTIVE_VARIABLES, "implementation": _native.name()}
 
     def sample(self, bqm: dimod.BinaryQuadraticModel, *, cardinality: int | None = None,
                max_states: int = 16, **kwargs) -> dimod.SampleSet:

@@ -27,8 +27,8 @@ from typing import Any, NamedTuple
 import dimod
 import numpy as np
 
+from qkrum import _native
 from qkrum._validation import check_int
-from qkrum.anneal import _backend
 from qkrum.anneal.schedule import BETA_SCHEDULE_TYPES, default_beta_range, exchange_energy_scale, make_beta_schedule
 
 __all__ = ["QuboArrays", "SimulatedAnnealingSampler", "looks_cardinality_penalised", "qubo_arrays"]
@@ -140,7 +140,7 @@ class SimulatedAnnealingSampler(dimod.Sampler, dimod.Initialized):
         }
         self.properties = {
             "beta_schedule_options": BETA_SCHEDULE_TYPES,
-            "implementation": _backend.name(),
+            "implementation": _native.name(),
         }
 
     def sample(self, bqm: dimod.BinaryQuadraticModel, *, beta_range=None, num_reads=None, num_sweeps=None,
@@ -248,7 +248,7 @@ class SimulatedAnnealingSampler(dimod.Sampler, dimod.Initialized):
         sampleset = dimod.SampleSet.from_samples(
             (samples, variables), vartype=dimod.BINARY, energy=energies + arrays.offset,
             info={"beta_range": list(beta_range), "beta_schedule_type": beta_schedule_type,
-                  "flip_attempts": int(attempts), "implementation": _backend.name(),
+                  "flip_attempts": int(attempts), "implementation": _native.name(),
                   "cardinality": cardinality, "swap_moves": bool(swap_moves), "seed": seed})
         if original_vartype is not dimod.BINARY:
             sampleset.change_vartype(original_vartype, inplace=True)
@@ -305,12 +305,13 @@ def run_arrays(arrays: QuboArrays, schedule: np.ndarray, *, num_reads: int, seed
                cardinality: int | None = None, swap_moves: bool = False, num_threads: int | None = None,
                initial_states: np.ndarray | None = None):
     """Run the annealing kernel on packed arrays: ``(samples, energies without offset, attempts)``."""
-    impl = _backend.impl()
+    impl = _native.impl()
     common = dict(num_reads=num_reads, beta_schedule=np.ascontiguousarray(schedule, dtype=np.float64),
                   seed=int(seed), order="random" if randomize_order else "sequential",
                   cardinality=-1 if cardinality is None else int(cardinality),
                   num_threads=0 if num_threads is None else int(num_threads), initial_states=initial_states,
                   swap_moves=swap_moves)
+    _native.check_anneal_arguments(arrays.h, arrays.J, arrays.csr, **common)
     if arrays.J is not None:
         return impl.anneal_dense(arrays.J, arrays.h, **common)
     indptr, indices, data = arrays.csr
