@@ -1,5 +1,10 @@
 """Federated-learning simulation: datasets, client partitions, flax models, vmapped local
-training, Byzantine clients and the server loop that selects with :func:`qkrum.select`."""
+training, Byzantine clients and the server loop that selects with :func:`qkrum.select`.
+
+Importing it needs only qkrum's core install; running a simulation (building a model, the
+offline ``digits`` dataset) needs the ``fl`` extra (``pip install 'qkrum[fl]'``: flax,
+scikit-learn, tqdm) and :func:`plot_runs` the ``plot`` extra (matplotlib). Without them they
+raise an ImportError that names the extra."""
 
 from qkrum.fl.data import DATASETS, DataIntegrityError, Dataset, default_data_dir, load_dataset
 from qkrum.fl.models import Model, model_for, num_params

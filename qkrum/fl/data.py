@@ -31,7 +31,7 @@ never a silent switch to another one:
     so a tampered file cannot run code.
 
 ``source="tfds"``
-    ``tensorflow_datasets.load`` (``pip install tensorflow-datasets``, imported only here).
+    ``tensorflow_datasets.load`` (``pip install 'qkrum[tfds]'``, imported only here).
     It downloads only when ``download=True``; otherwise it reads a copy prepared earlier.
     An explicit ``data_dir`` is passed on as tfds's own data directory (tfds layout);
     ``QKRUM_DATA_DIR`` is not, because it names a folder of canonical files.
@@ -67,10 +67,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from qkrum._optional import require
+
 __all__ = [
     "DATASETS",
     "DIGITS_SPLIT_SEED",
     "DIGITS_TEST_FRACTION",
+    "IMAGE_SHAPES",
     "KNOWN_SHA256",
     "SOURCES",
     "DataIntegrityError",
@@ -123,7 +126,10 @@ _CIFAR_LAYOUTS = (
 )
 
 _TFDS_NAMES = {"mnist": "mnist", "fashion-mnist": "fashion_mnist", "cifar10": "cifar10"}
-_SHAPES = {"digits": (8, 8, 1), "mnist": (28, 28, 1), "fashion-mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+#: ``(H, W, C)`` of each dataset's images (also the models' input shapes, :mod:`qkrum.fl.models`).
+IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
+    "digits": (8, 8, 1), "mnist": (28, 28, 1), "fashion-mnist": (28, 28, 1), "cifar10": (32, 32, 3),
+}
 _NUM_CLASSES = 10
 
 
@@ -211,8 +217,9 @@ def load_dataset(
         raise ValueError(
             f"no source for dataset {name!r}: either (1) pass data_dir=... or set ${ENV_VAR} to a "
             f"folder holding {name}/ with the canonical files, (2) pass source='tfds', "
-            "download=True (needs `pip install tensorflow-datasets`), or (3) use the offline "
-            "'digits' dataset, which ships with scikit-learn"
+            "download=True (needs `pip install 'qkrum[tfds]'`, i.e. `pip install tensorflow-datasets "
+            "importlib_resources`), or (3) use the offline 'digits' dataset, which ships with "
+            "scikit-learn (`pip install 'qkrum[fl]'`)"
         )
     origin = "data_dir" if data_dir is not None else f"${ENV_VAR}"
     if not root.is_dir():
@@ -470,14 +477,9 @@ def _load_cifar10(folder: Path) -> Dataset:
 
 @functools.lru_cache(maxsize=1)
 def _digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:
-        raise ImportError(
-            "the 'digits' dataset comes from scikit-learn, which is not installed: "
-            "pip install scikit-learn"
-        ) from e
-    bunch = load_digits()
+    datasets = require("sklearn.datasets", "fl", "the 'digits' dataset (it ships inside scikit-learn)",
+                       package="scikit-learn")
+    bunch = datasets.load_digits()
     images = np.asarray(bunch.images).astype(np.uint8)  # grey levels 0..16, exact
     labels = np.asarray(bunch.target).astype(np.int32)
     rng = np.random.default_rng(DIGITS_SPLIT_SEED)
@@ -500,14 +502,12 @@ def _load_digits() -> Dataset:
 
 def _import_tfds():
     try:
-        import tensorflow_datasets as tfds
+        return require("tensorflow_datasets", "tfds", "source='tfds'", package="tensorflow-datasets")
     except ImportError as e:
-        raise ImportError(
-            "source='tfds' needs tensorflow-datasets, which is not installed: "
-            "pip install tensorflow-datasets (or pip install 'qkrum[tfds]'). Without it, use "
-            f"local canonical files (data_dir=... or ${ENV_VAR}) or the offline 'digits' dataset"
-        ) from e
-    return tfds
+        # The extra also brings importlib_resources, which tfds imports but does not declare.
+        raise type(e)(f"{e} (or: pip install tensorflow-datasets importlib_resources). Without it, use "
+                      f"local canonical files (data_dir=... or ${ENV_VAR}) or the offline 'digits' dataset",
+                      name=e.name) from e.__cause__
 
 
 def _load_tfds(name: str, data_dir, download: bool) -> Dataset:
@@ -523,11 +523,11 @@ def _load_tfds(name: str, data_dir, download: bool) -> Dataset:
     arrays = []
     for split, (images, labels) in (("train", tfds.as_numpy(train)), ("test", tfds.as_numpy(test))):
         images, labels = np.asarray(images), np.asarray(labels)
-        if images.dtype != np.uint8 or images.shape[1:] != _SHAPES[name] or labels.shape != images.shape[:1]:
+        if images.dtype != np.uint8 or images.shape[1:] != IMAGE_SHAPES[name] or labels.shape != images.shape[:1]:
             raise DataIntegrityError(
                 f"tensorflow-datasets returned {name} {split} images of dtype {images.dtype} and shape "
                 f"{images.shape} with labels of shape {labels.shape}; expected uint8 (N, "
-                f"{', '.join(map(str, _SHAPES[name]))}) and (N,)"
+                f"{', '.join(map(str, IMAGE_SHAPES[name]))}) and (N,)"
             )
         if labels.size and (labels.min() < 0 or labels.max() >= _NUM_CLASSES):
             raise DataIntegrityError(f"tensorflow-datasets returned {name} {split} labels outside 0..9")

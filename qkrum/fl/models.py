@@ -19,6 +19,10 @@ zero biases).
 :func:`model_for` returns a :class:`Model`: pure ``init(key) -> params`` and
 ``apply(params, images) -> logits`` functions over plain dict pytrees, so parameters of
 many clients stack along a leading axis and ``jax.vmap`` maps training over them.
+
+flax (the ``fl`` extra) is imported when the first model is built, not with this module, so
+that ``qkrum.fl`` and the ``qkrum`` CLI import with qkrum's core install alone; :class:`MLP`
+and :class:`CNN` are defined on first access.
 """
 
 from __future__ import annotations
@@ -27,45 +31,68 @@ import functools
 import math
 from typing import Any, Callable, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qkrum._optional import require
 from qkrum._validation import check_int
+from qkrum.fl.data import IMAGE_SHAPES
 
 __all__ = ["CNN", "MLP", "MODEL_FOR_DATASET", "Model", "input_shape_for", "model_for", "num_params"]
 
 
-class MLP(nn.Module):
-    """Flatten → Dense(hidden) → ReLU → Dense(num_classes)."""
-
-    hidden: int = 200
-    num_classes: int = 10
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = jnp.reshape(x, (x.shape[0], -1))
-        x = nn.relu(nn.Dense(self.hidden)(x))
-        return nn.Dense(self.num_classes)(x)
+def _flax_nn():
+    """``flax.linen``, imported on first use: this module (and with it ``qkrum.fl`` and the
+    ``qkrum`` CLI, which reads its constants) imports without the ``fl`` extra; building a
+    model needs it."""
+    return require("flax.linen", "fl", "the FL simulator's models (qkrum.fl.models)")
 
 
-class CNN(nn.Module):
-    """The paper's compact CIFAR-10 CNN: two 3×3 SAME convolutions (``channels``), each
-    followed by ReLU and 2×2 max-pooling, then Dense(hidden) → ReLU → Dense(num_classes)."""
+@functools.lru_cache(maxsize=None)
+def _module_classes() -> dict[str, type]:
+    """:class:`MLP` and :class:`CNN`, defined once flax is imported."""
+    nn = _flax_nn()
 
-    channels: tuple[int, ...] = (4, 8)
-    hidden: int = 32
-    num_classes: int = 10
+    class MLP(nn.Module):
+        """Flatten → Dense(hidden) → ReLU → Dense(num_classes)."""
 
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for c in self.channels:
-            x = nn.Conv(c, (3, 3), padding="SAME")(x)
-            x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2), padding="VALID")
-        x = jnp.reshape(x, (x.shape[0], -1))
-        x = nn.relu(nn.Dense(self.hidden)(x))
-        return nn.Dense(self.num_classes)(x)
+        hidden: int = 200
+        num_classes: int = 10
+
+        @nn.compact
+        def __call__(self, x: jax.Array) -> jax.Array:
+            x = jnp.reshape(x, (x.shape[0], -1))
+            x = nn.relu(nn.Dense(self.hidden)(x))
+            return nn.Dense(self.num_classes)(x)
+
+    class CNN(nn.Module):
+        """The paper's compact CIFAR-10 CNN: two 3×3 SAME convolutions (``channels``), each
+        followed by ReLU and 2×2 max-pooling, then Dense(hidden) → ReLU → Dense(num_classes)."""
+
+        channels: tuple[int, ...] = (4, 8)
+        hidden: int = 32
+        num_classes: int = 10
+
+        @nn.compact
+        def __call__(self, x: jax.Array) -> jax.Array:
+            for c in self.channels:
+                x = nn.Conv(c, (3, 3), padding="SAME")(x)
+                x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2), padding="VALID")
+            x = jnp.reshape(x, (x.shape[0], -1))
+            x = nn.relu(nn.Dense(self.hidden)(x))
+            return nn.Dense(self.num_classes)(x)
+
+    for cls in (MLP, CNN):
+        cls.__qualname__ = cls.__name__  # as if defined at module level (repr, pickle by reference)
+    return {"MLP": MLP, "CNN": CNN}
+
+
+def __getattr__(name: str):
+    # MLP and CNN subclass flax.linen.Module, so they exist once flax is imported.
+    if name in ("MLP", "CNN"):
+        return _module_classes()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Model(NamedTuple):
@@ -76,7 +103,7 @@ class Model(NamedTuple):
     """
 
     name: str
-    module: nn.Module
+    module: Any  # the flax.linen.Module (MLP or CNN)
     input_shape: tuple[int, int, int]
     num_classes: int
     init: Callable[[jax.Array], Any]
@@ -86,14 +113,12 @@ class Model(NamedTuple):
 #: The architecture per dataset name ("mlp" or "cnn").
 MODEL_FOR_DATASET = {"digits": "mlp", "mnist": "mlp", "fashion-mnist": "mlp", "cifar10": "cnn"}
 
-_INPUT_SHAPES = {"digits": (8, 8, 1), "mnist": (28, 28, 1), "fashion-mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
-
 
 def input_shape_for(dataset: str) -> tuple[int, int, int]:
     """``(H, W, C)`` of a dataset's images."""
-    if dataset not in _INPUT_SHAPES:
-        raise ValueError(f"unknown dataset={dataset!r}; valid datasets: {', '.join(_INPUT_SHAPES)}")
-    return _INPUT_SHAPES[dataset]
+    if dataset not in IMAGE_SHAPES:
+        raise ValueError(f"unknown dataset={dataset!r}; valid datasets: {', '.join(IMAGE_SHAPES)}")
+    return IMAGE_SHAPES[dataset]
 
 
 def model_for(dataset_or_shape: str | tuple[int, ...], num_classes: int = 10) -> Model:
@@ -124,7 +149,8 @@ def model_for(dataset_or_shape: str | tuple[int, ...], num_classes: int = 10) ->
 
 @functools.lru_cache(maxsize=None)
 def _build(kind: str, shape: tuple[int, int, int], num_classes: int) -> Model:
-    module = CNN(num_classes=num_classes) if kind == "cnn" else MLP(num_classes=num_classes)
+    classes = _module_classes()
+    module = classes["CNN"](num_classes=num_classes) if kind == "cnn" else classes["MLP"](num_classes=num_classes)
     dummy = jnp.zeros((1, *shape), jnp.float32)
 
     def init(key: jax.Array) -> Any:

@@ -30,6 +30,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from qkrum._optional import require
+
 __all__ = ["PANELS", "plot_runs", "run_label"]
 
 #: ``(round key, y-axis label, panel title)``, in drawing order.
@@ -41,6 +43,7 @@ PANELS: tuple[tuple[str, str, str], ...] = (
     ("retention_rate", "retention rate TN/(n−f)", "Honest clients kept"),
 )
 
+_NEEDS_MATPLOTLIB = "plotting runs (qkrum.fl.plot_runs, `qkrum plot`)"  # require()'s `what`
 _LINESTYLES = ("-", "--", "-.", ":")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
@@ -71,7 +74,7 @@ def _column(rows: list[dict], key: str) -> np.ndarray:
 
 
 def _style(i: int, count: int) -> dict:
-    from matplotlib import rcParams
+    rcParams = require("matplotlib", "plot", _NEEDS_MATPLOTLIB).rcParams
 
     colors = rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
     size = (count - 1 - i) % 3  # earlier runs wider, so a later identical run drawn on top leaves them visible
@@ -93,6 +96,7 @@ def _fit(values: np.ndarray) -> tuple[float, float] | None:
 def _figure(runs: Sequence[Any], *, labels: Sequence[str] | None = None, title: str | None = None):
     """The :class:`matplotlib.figure.Figure` of :func:`plot_runs` (on an Agg canvas) and
     its axes by round key."""
+    require("matplotlib", "plot", _NEEDS_MATPLOTLIB)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
