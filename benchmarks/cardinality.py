@@ -7,7 +7,7 @@ This is the solve step of ``qkrum.select(method="multisignal")`` in its evasion 
 synthetic honest updates with ``f = 20 %`` replaced by ALIE, the 1000 highest-variance
 coordinates, the dual distance (Eq. 14), the suspicion penalty (Eq. 15), the ``"intra"``
 objective without a penalty, and qkrum's annealer keeping ``|S| = m`` with exchange moves
-(1000 reads, :data:`qkrum.qubo_selection.DEFAULT_SWEEPS` sweeps).
+(1000 reads, :data:`qkrum.qubo.DEFAULT_SWEEPS` sweeps).
 
 Rows, timed interleaved (``harness.measure_pair``, median of ``--repeats``):
 
@@ -35,7 +35,7 @@ from qkrum.anneal.adapter import qubo_vectors
 from qkrum.anneal.sampler import qubo_arrays
 from qkrum.anneal.schedule import default_beta_range
 from qkrum.qubo import selection_qubo, suspicion_penalty
-from qkrum.qubo_selection import DEFAULT_SWEEPS
+from qkrum.qubo import DEFAULT_SWEEPS
 from qkrum.synthetic import honest_updates
 
 from benchmarks.harness import ResultsLog, environment, format_table, measure_pair

@@ -15,12 +15,15 @@ import numpy as np
 
 __all__ = [
     "as_client_matrix",
+    "as_key",
     "check_byzantine_count",
     "check_float_dtype",
     "check_int",
     "check_krum_neighbours",
     "check_num_selected",
+    "check_options",
     "check_probability",
+    "check_real",
 ]
 
 
@@ -40,19 +43,49 @@ def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int
     return value
 
 
+def check_real(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+               low_open: bool = False, high_open: bool = False) -> float:
+    """Return ``value`` as a finite float within the given bounds, or raise naming ``name``.
+
+    Python and NumPy/JAX real scalars are accepted; bools and strings are not.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if not (hasattr(value, "dtype") and np.ndim(value) == 0
+                and (np.issubdtype(np.asarray(value).dtype, np.floating)
+                     or np.issubdtype(np.asarray(value).dtype, np.integer))):
+            raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
+    value = float(value)
+    ok = np.isfinite(value)
+    if low is not None:
+        ok = ok and (value > low if low_open else value >= low)
+    if high is not None:
+        ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        if low is not None and high is not None:
+            span = f"lie in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            span = f"be a finite number {'>' if low_open else '>='} {low:g}"
+        elif high is not None:
+            span = f"be a finite number {'<' if high_open else '<='} {high:g}"
+        else:
+            span = "be a finite number"
+        raise ValueError(f"{name} must {span}, got {name}={value}")
+    return value
+
+
+def check_options(owner: str, options: dict, allowed) -> None:
+    """Raise ``TypeError`` naming the unknown keys of ``options`` and the valid ones."""
+    unknown = sorted(set(options) - set(allowed))
+    if not unknown:
+        return
+    if not allowed:
+        raise TypeError(f"{owner} takes no options, got {unknown}")
+    raise TypeError(f"{owner} got unknown option(s) {unknown}; valid options: {', '.join(allowed)}")
+
+
 def check_probability(name: str, value: Any, *, open_low: bool = False, open_high: bool = False) -> float:
     """Return ``value`` as a float in [0, 1] (optionally open at either end)."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
-    low_ok = value > 0.0 if open_low else value >= 0.0
-    high_ok = value < 1.0 if open_high else value <= 1.0
-    if not (np.isfinite(value) and low_ok and high_ok):
-        lo = "(0" if open_low else "[0"
-        hi = "1)" if open_high else "1]"
-        raise ValueError(f"{name} must lie in {lo}, {hi}, got {name}={value}")
-    return value
+    return check_real(name, value, low=0.0, high=1.0, low_open=open_low, high_open=open_high)
 
 
 def check_float_dtype(name: str, dtype: Any) -> np.dtype:
@@ -143,6 +176,27 @@ def as_client_matrix(updates: Any, *, dtype: Any = None, name: str = "updates", 
     if x.shape[1] < 1:
         raise ValueError(f"{name} must have at least one coordinate per client, got shape {x.shape}")
     return x
+
+
+def as_key(key: Any, name: str = "key", *, seeds: bool = False) -> jax.Array:
+    """Return ``key`` as a typed scalar PRNG key: a ``jax.random.key``, a legacy
+    ``jax.random.PRNGKey`` (uint32 key data), or, with ``seeds=True``, an int seed ``>= 0``."""
+    dtype = getattr(key, "dtype", None)
+    shape = getattr(key, "shape", None)
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape != ():
+            raise ValueError(f"{name} must be a single PRNG key, got a batch of keys with shape {shape}")
+        return key
+    # The legacy layout depends on the default PRNG implementation (threefry: uint32[2]).
+    legacy_shape = jax.random.key_data(jax.random.key(0)).shape
+    if dtype is not None and np.dtype(dtype) == np.uint32 and tuple(shape) == legacy_shape:
+        return jax.random.wrap_key_data(key)
+    if seeds and (dtype is None or (np.ndim(key) == 0 and jnp.issubdtype(dtype, jnp.integer))):
+        return jax.random.key(check_int(name, key, minimum=0))
+    raise TypeError(
+        f"{name} must be a JAX PRNG key, i.e. jax.random.key(seed) or jax.random.PRNGKey(seed) "
+        f"(uint32{list(legacy_shape)}){', or an int seed' if seeds else ''}, got {name}={key!r}"
+    )
 
 
 def check_byzantine_count(f: Any, n: int) -> int:

@@ -38,9 +38,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qkrum import kernels
+from qkrum import _pytree, kernels
 from qkrum._validation import check_byzantine_count, check_int
-from qkrum.selection import METHODS, PAPER_PROJECTION, select
+from qkrum.ensemble import REGIMES
+from qkrum.rules import as_rule
+from qkrum.selection import PAPER_PROJECTION, check_norm_guard, pre_key, select
 
 __all__ = ["Aggregator", "AggregatorState", "aggregator"]
 
@@ -52,13 +54,15 @@ class AggregatorState(NamedTuple):
     be carried through ``lax.scan``); ``num_valid``: the last round's clients that were
     neither non-finite nor outsized (:func:`qkrum.select`); ``shortfall``: how many fewer
     valid clients than ``m`` there were (0 when enough), the round then aggregated every
-    valid one."""
+    valid one; ``regime``: the last round's MultiSignal regime as an index into
+    :data:`qkrum.ensemble.REGIMES` (``-1`` for rules without one)."""
 
     key: jax.Array
     count: jax.Array
     selected: jax.Array | None
     num_valid: jax.Array | None = None
     shortfall: jax.Array | None = None
+    regime: jax.Array | None = None
 
 
 class Aggregator(NamedTuple):
@@ -66,86 +70,69 @@ class Aggregator(NamedTuple):
     update: Any
 
 
-def _flatten(client_updates: Any) -> tuple[jax.Array, list, Any]:
-    leaves, treedef = jax.tree_util.tree_flatten(client_updates)
-    if not leaves:
-        raise ValueError("client_updates is empty: a pytree with no array leaves")
-    n = jnp.shape(leaves[0])[0] if jnp.ndim(leaves[0]) else None
-    for leaf in leaves:
-        if jnp.ndim(leaf) < 1 or jnp.shape(leaf)[0] != n:
-            raise ValueError(
-                "every leaf of client_updates needs the same leading client axis; got leaf shapes "
-                f"{[tuple(jnp.shape(leaf)) for leaf in leaves]}"
-            )
-    dtype = jnp.result_type(*leaves)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"client_updates must hold floating-point values, got dtype {dtype}")
-    # At least float32: float16 sums overflow (each leaf gets its own dtype back).
-    dtype = jnp.promote_types(dtype, jnp.float32)
-    x = jnp.concatenate([jnp.reshape(leaf, (n, -1)).astype(dtype) for leaf in leaves], axis=1)
-    return x, leaves, treedef
-
-
-def _unflatten(flat: jax.Array, leaves: list, treedef) -> Any:
-    out, start = [], 0
-    for leaf in leaves:
-        shape = jnp.shape(leaf)[1:]
-        size = int(np.prod(shape, dtype=np.int64))
-        out.append(jnp.reshape(flat[start:start + size], shape).astype(leaf.dtype))
-        start += size
-    return jax.tree_util.tree_unflatten(treedef, out)
-
-
-def aggregator(f: int, *, method: str = "multisignal", m: int | None = None, num_clients: int | None = None,
-               project: int | None = PAPER_PROJECTION, seed: int = 0, **options: Any) -> Aggregator:
+def aggregator(f: int, *, method: Any = "multisignal", m: int | None = None, num_clients: int | None = None,
+               project: int | None = PAPER_PROJECTION, seed: int = 0, norm_guard: Any = "auto",
+               **options: Any) -> Aggregator:
     """A robust aggregator that selects with :func:`qkrum.select` every round.
 
     Args:
         f: Byzantine clients to tolerate per round.
-        method, m, project, **options: as for :func:`qkrum.select` (checked here, once).
+        method: a name, a chain spec (``"nnm,trimmed_mean"``) or a :class:`qkrum.Rule`;
+            with ``m``, ``project``, ``norm_guard`` and ``**options`` as for
+            :func:`qkrum.select`, all checked here, once.
         num_clients: clients per round, if fixed; then ``state.selected`` has a fixed
             shape from ``init`` on (needed to carry the state through ``lax.scan``).
         seed: seeds the state's PRNG key; each round splits it (or uses ``key=``).
+
+    The aggregate is the rule's (:meth:`qkrum.Rule.aggregate_rows`, the formula behind
+    :meth:`qkrum.Selection.aggregate`): the host decides the selection, the
+    pre-aggregation and the statistic are traced.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method={method!r}; valid methods: {', '.join(sorted(METHODS))}")
+    rule = as_rule(method, options)
     f = check_int("f", f, minimum=0)
     seed = check_int("seed", seed)
+    check_norm_guard(norm_guard, rule.name)
     if num_clients is not None:
         num_clients = check_int("num_clients", num_clients, minimum=1)
         check_byzantine_count(f, num_clients)
     if m is not None:
-        m = check_int("m", m, minimum=1, maximum=num_clients)
-    # Baselines whose aggregate is not a mean of the selected rows carry their statistic
-    # as a traceable function, built with this aggregator's f and options.
-    make_combine = getattr(METHODS[method], "make_combine", None)
-    combine = make_combine(f, **options) if make_combine is not None else getattr(METHODS[method], "combine", None)
+        m = check_int("m", m, minimum=1, maximum=None if num_clients is None else rule.rows(num_clients))
+    if project is not None:
+        project = check_int("project", project, minimum=1)
+    combine = rule.combine(f)
 
     def init(params: Any = None) -> AggregatorState:
         del params  # the state does not depend on the model
         selected = None if num_clients is None else jnp.zeros((num_clients,), bool)
         zero = jnp.zeros((), jnp.int32)
-        return AggregatorState(jax.random.key(seed), zero, selected, zero, zero)
+        return AggregatorState(jax.random.key(seed), zero, selected, zero, zero, zero - 1)
 
-    def host_select(x, round_seed) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def host_select(x, round_seed):
         x = np.asarray(x)
         n = x.shape[0]
-        want = n - f if m is None else m
+        rows = rule.rows(n)
+        want = (rows - f) if m is None else m
         if not np.asarray(kernels.valid_clients(x)).any():
             # Nothing can be aggregated: no step (a zero update), reported as num_valid 0.
-            return np.zeros(n, bool), np.int32(0), np.int32(want)
+            return (np.zeros(n, bool), np.zeros(rows, bool), np.zeros(n, bool), np.int32(0), np.int32(want),
+                    np.int32(-1))
         with warnings.catch_warnings():
             # The shortfall is reported in the state; a warning per traced round is noise.
             warnings.simplefilter("ignore", RuntimeWarning)
-            selection = select(x, f, method=method, m=m, seed=int(round_seed), project=project, **options)
+            selection = select(x, f, method=rule, m=m, seed=int(round_seed), project=project,
+                               norm_guard=norm_guard)
         num_valid = n - len(selection.info["nonfinite"]) - len(selection.info["outsized"])
-        return (np.asarray(selection.selected, dtype=bool), np.int32(num_valid),
-                np.int32(max(want - num_valid, 0)))
+        regime = selection.info.get("regime")
+        return (selection.round.valid, selection.round.row_selected, np.asarray(selection.selected, dtype=bool),
+                np.int32(num_valid), np.int32(max(want - num_valid, 0)),
+                np.int32(REGIMES.index(regime) if regime in REGIMES else -1))
 
     @jax.custom_jvp
     def traced_select(x, round_seed):
-        shapes = (jax.ShapeDtypeStruct((x.shape[0],), jnp.bool_), jax.ShapeDtypeStruct((), jnp.int32),
-                  jax.ShapeDtypeStruct((), jnp.int32))
+        n = x.shape[0]
+        shapes = (jax.ShapeDtypeStruct((n,), jnp.bool_), jax.ShapeDtypeStruct((rule.rows(n),), jnp.bool_),
+                  jax.ShapeDtypeStruct((n,), jnp.bool_), jax.ShapeDtypeStruct((), jnp.int32),
+                  jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.int32))
         # vmap over rounds calls the host selection once per round.
         return jax.pure_callback(host_select, shapes, x, round_seed, vmap_method="sequential")
 
@@ -162,7 +149,7 @@ def aggregator(f: int, *, method: str = "multisignal", m: int | None = None, num
     def update(client_updates: Any, state: AggregatorState, params: Any = None, *,
                key: jax.Array | None = None) -> tuple[Any, AggregatorState]:
         del params  # accepted for optax's signature; selection looks only at the updates
-        x, leaves, treedef = _flatten(client_updates)
+        x, spec = _pytree.flatten_clients(client_updates)
         n = x.shape[0]
         if num_clients is not None and n != num_clients:
             raise ValueError(f"client_updates has {n} clients but the aggregator was built with "
@@ -171,15 +158,19 @@ def aggregator(f: int, *, method: str = "multisignal", m: int | None = None, num
         if key is None:
             next_key, key = jax.random.split(state.key)
         round_seed = jax.random.randint(key, (), 0, 2**31 - 1)
-        selected, num_valid, shortfall = traced_select(x, round_seed)
-        if combine is not None:
-            flat = combine(x, selected)
+        if isinstance(x, jax.core.Tracer) or isinstance(round_seed, jax.core.Tracer):
+            outputs = traced_select(x, round_seed)
         else:
-            # Only a round without a single valid client selects nobody: then no step.
-            count = jnp.maximum(jnp.sum(selected), 1).astype(x.dtype)
-            flat = kernels.masked_row_sum(x, selected) / count
+            # Called eagerly (the FL loop, a loop without jit): run the host step directly, so
+            # that its errors (bad f for n, a SamplerError) arrive as they are, not wrapped
+            # in a JaxRuntimeError by the callback machinery.
+            outputs = tuple(jnp.asarray(v) for v in host_select(x, round_seed))
+        valid, row_selected, selected, num_valid, shortfall, regime = outputs
+        rows = rule.preaggregate(x, valid, f, pre_key(jax.random.key(round_seed))).x if rule.pre else x
+        # Only a round without a single valid client selects nothing: then no step.
+        flat = jnp.where(jnp.any(row_selected), combine(rows, row_selected), 0).astype(x.dtype)
         keep_mask = selected if state.selected is not None else None
-        new_state = AggregatorState(next_key, state.count + 1, keep_mask, num_valid, shortfall)
-        return _unflatten(flat, leaves, treedef), new_state
+        new_state = AggregatorState(next_key, state.count + 1, keep_mask, num_valid, shortfall, regime)
+        return _pytree.unflatten(flat, spec), new_state
 
     return Aggregator(init, update)

@@ -95,7 +95,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qkrum._validation import as_client_matrix, check_int, check_probability
+from qkrum._validation import as_client_matrix, as_key, check_int, check_probability
 from qkrum.kernels import coordinate_moments
 
 __all__ = [
@@ -125,20 +125,7 @@ LIE_Z_MAX_VALUES: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
 
 def _check_key(key: Any) -> jax.Array:
     """Return ``key`` as a typed scalar PRNG key, accepting legacy uint32 keys too."""
-    dtype = getattr(key, "dtype", None)
-    shape = getattr(key, "shape", None)
-    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
-        if shape != ():
-            raise ValueError(f"key must be a single PRNG key, got a batch of keys with shape {shape}")
-        return key
-    # The legacy layout depends on the default PRNG implementation (threefry: uint32[2]).
-    legacy_shape = jax.random.key_data(jax.random.key(0)).shape
-    if dtype is not None and np.dtype(dtype) == np.uint32 and tuple(shape) == legacy_shape:
-        return jax.random.wrap_key_data(key)
-    raise TypeError(
-        "key must be a JAX PRNG key, i.e. jax.random.key(seed) or jax.random.PRNGKey(seed) "
-        f"(uint32{list(legacy_shape)}), got key={key!r}"
-    )
+    return as_key(key, "key")
 
 
 def _honest_matrix(honest: Any) -> jax.Array:

@@ -144,10 +144,11 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"attack (default: none); one of {', '.join(ATTACK_NAMES)}")
     g.add_argument("--attack-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="attack parameter, e.g. --attack-option scale=10 (repeatable)")
-    g.add_argument("--method", default="multikrum", metavar="NAME",
-                   help="server selection method of qkrum.select (default: multikrum; 'mean' is FedAvg)")
+    g.add_argument("--method", default="multikrum", metavar="RULE",
+                   help="server rule of qkrum.select (default: multikrum; 'mean' is FedAvg): a name, or a chain of "
+                        "pre-aggregators and a rule such as 'nnm,trimmed_mean' or 'bucketing(s=2),multikrum'")
     g.add_argument("--option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="method option, e.g. --option num_reads=200 (repeatable)")
+                   help="option of the final rule, e.g. --option num_reads=200 (repeatable)")
     g.add_argument("--project", type=_project, default=1000, metavar="K",
                    help="projection width k for selection, or 'none' (default: 1000, the paper's)")
     g.add_argument("--rounds", type=int, default=30, help="rounds (default: 30)")
@@ -203,7 +204,13 @@ def _mean_text(values) -> str:
 
 
 def _simulate(args, parser) -> int:
+    from qkrum._optional import require
     from qkrum.fl.simulation import RunLockedError, simulate
+
+    try:  # the models are flax's: say which extra to install before any work starts
+        require("flax.linen", "fl", "the FL simulation")
+    except ImportError as exc:
+        parser.error(str(exc))
 
     t0 = time.perf_counter()
     try:
@@ -233,7 +240,13 @@ def _simulate(args, parser) -> int:
 
 
 def _plot(args, parser) -> int:
+    from qkrum._optional import require
     from qkrum.fl.plot import plot_runs
+
+    try:
+        require("matplotlib", "plot", "qkrum plot")
+    except ImportError as exc:
+        parser.error(str(exc))
 
     try:
         out = plot_runs(args.runs, args.out, labels=args.label, title=args.title)

@@ -58,6 +58,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from qkrum._validation import check_real
+
 __all__ = ["REGIMES", "VoteWeights", "agreement_vote", "check_threshold", "route", "vote_categories"]
 
 #: Regime names, in the order of the table above.
@@ -75,13 +77,7 @@ class VoteWeights(NamedTuple):
 
 def check_threshold(name: str, value) -> float:
     """A gap threshold: a finite number ``>= 0`` (gaps are normalised by a std, so ``>= 0``)."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {name}={value!r}") from None
-    if not (np.isfinite(value) and value >= 0.0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {name}={value}")
-    return value
+    return check_real(name, value, low=0.0)
 
 
 def route(delta_e: float, delta_c: float, tau_e: float = 0.2, tau_c: float = 0.5) -> str:

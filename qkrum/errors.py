@@ -1,7 +1,7 @@
 """Exception and warning classes shared by several qkrum modules.
 
 They live here, in a module without imports, so that the solver layer
-(:mod:`qkrum.anneal`, :mod:`qkrum.qubo_selection`) raises the same class that
+(:mod:`qkrum.anneal`, :mod:`qkrum.qubo`) raises the same class that
 :func:`qkrum.select` documents, without importing :mod:`qkrum.selection` (and JAX).
 """
 

@@ -47,8 +47,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qkrum._validation import check_krum_neighbours
+
 __all__ = [
     "coordinate_moments",
+    "cosine_from_gram",
+    "host_blocks",
+    "is_cpu_concrete",
+    "representable",
+    "sq_euclidean_from_gram",
     "coordinate_variance",
     "dual_distance",
     "gram",
@@ -81,7 +88,7 @@ def representable_bound(n: int, dtype) -> float:
     return float(np.finfo(np.dtype(dtype)).max) / (4.0 * max(int(n), 1))
 
 
-def _representable(sq_norm: jax.Array, n: int) -> jax.Array:
+def representable(sq_norm: jax.Array, n: int) -> jax.Array:
     # NaN compares False, so NaN/±Inf rows are invalid too.
     return sq_norm <= jnp.asarray(representable_bound(n, sq_norm.dtype), sq_norm.dtype)
 
@@ -93,10 +100,10 @@ def _row_sq_norms(x: jax.Array) -> jax.Array:
 
 def row_sq_norms(x) -> jax.Array:
     """Squared norm of every row. A NumPy input is read in row blocks
-    (:func:`_host_blocks`), never copied whole into a JAX buffer."""
+    (:func:`host_blocks`), never copied whole into a JAX buffer."""
     if isinstance(x, np.ndarray):
         out = np.empty(x.shape[0], x.dtype)
-        for lo, hi, block in _host_blocks(x):
+        for lo, hi, block in host_blocks(x):
             out[lo:hi] = np.asarray(_row_sq_norms(block))[:hi - lo]
         return jnp.asarray(out)
     return _row_sq_norms(x)
@@ -105,7 +112,7 @@ def row_sq_norms(x) -> jax.Array:
 def valid_clients(x) -> jax.Array:
     """Boolean ``(n,)`` mask of the valid clients: squared norm finite and at most
     :func:`representable_bound` (see the module docs)."""
-    return _representable(row_sq_norms(x), x.shape[0])
+    return representable(row_sq_norms(x), x.shape[0])
 
 
 def outsized_clients(sq_norms: jax.Array, valid: jax.Array, ratio: float) -> jax.Array:
@@ -127,7 +134,7 @@ def outsized_clients(sq_norms: jax.Array, valid: jax.Array, ratio: float) -> jax
 _HOST_BLOCK_BYTES = 64 << 20
 
 
-def _host_blocks(x: np.ndarray):
+def host_blocks(x: np.ndarray):
     """``(start, stop, block)`` over the rows of a C-contiguous 2-D NumPy ``x``, in row
     order: ``block`` is a JAX array whose first ``stop − start`` rows are
     ``x[start:stop]`` (the rest is zero padding). Blocks have one of two sizes."""
@@ -165,7 +172,7 @@ def _pad_rows(values, lo: int, hi: int, rows: int):
 def _fold_host_blocks(step, acc, x: np.ndarray, keep, *args):
     """``acc = step(acc, block, keep[block rows], *args)`` over the row blocks of ``x``
     (padding rows are not kept)."""
-    for lo, hi, block in _host_blocks(x):
+    for lo, hi, block in host_blocks(x):
         # JAX dispatches asynchronously: without this wait every copied block could be
         # alive at once.
         acc = step(acc, block, _pad_rows(keep, lo, hi, block.shape[0]), *args).block_until_ready()
@@ -276,7 +283,7 @@ def project_topk_variance(x: jax.Array, k: int, valid: jax.Array | None = None) 
 # Pairwise distances
 # ---------------------------------------------------------------------------------------
 
-def _is_cpu_concrete(x) -> bool:
+def is_cpu_concrete(x) -> bool:
     if isinstance(x, jax.core.Tracer):
         return False
     if isinstance(x, np.ndarray):
@@ -289,7 +296,7 @@ def _is_cpu_concrete(x) -> bool:
 
 def gram(x: jax.Array) -> jax.Array:
     """``X Xᵀ`` for an ``(n, d)`` matrix (SYRK on eager CPU calls; see module docs)."""
-    if x.ndim == 2 and _is_cpu_concrete(x):
+    if x.ndim == 2 and is_cpu_concrete(x):
         host = np.asarray(x)  # a view of the CPU buffer, not a copy
         if host.dtype in (np.float32, np.float64):
             # Overflow in a hostile row is expected; the row is then marked invalid.
@@ -303,11 +310,11 @@ def _gram_valid(g: jax.Array, valid: jax.Array | None) -> jax.Array:
     # caller passes its mask (qkrum.select: the magnitude guard, and one decision per row
     # shared by every stage). The bound's slack (n-fold for a pair) keeps the distances of
     # the caller's valid rows finite whatever the rounding of the diagonal.
-    return _representable(jnp.diagonal(g), g.shape[0]) if valid is None else valid
+    return representable(jnp.diagonal(g), g.shape[0]) if valid is None else valid
 
 
 @jax.jit
-def _sq_euclidean_from_gram(g: jax.Array, valid: jax.Array | None = None) -> jax.Array:
+def sq_euclidean_from_gram(g: jax.Array, valid: jax.Array | None = None) -> jax.Array:
     sq_norm = jnp.diagonal(g)
     valid = _gram_valid(g, valid)
     safe_norm = jnp.where(valid, sq_norm, 0)
@@ -318,7 +325,7 @@ def _sq_euclidean_from_gram(g: jax.Array, valid: jax.Array | None = None) -> jax
 
 
 @jax.jit
-def _cosine_from_gram(g: jax.Array, eps, valid: jax.Array | None = None) -> jax.Array:
+def cosine_from_gram(g: jax.Array, eps, valid: jax.Array | None = None) -> jax.Array:
     sq_norm = jnp.diagonal(g)
     valid = _gram_valid(g, valid)
     norm = jnp.sqrt(jnp.where(valid, sq_norm, 0))
@@ -336,7 +343,7 @@ def pairwise_sq_euclidean(x: jax.Array) -> jax.Array:
     Clamped at 0 (rounding can make the Gram form slightly negative for near-duplicate
     updates), exactly 0 on the diagonal, ``+inf`` to and from invalid clients.
     """
-    return _sq_euclidean_from_gram(gram(x))
+    return sq_euclidean_from_gram(gram(x))
 
 
 def pairwise_euclidean(x: jax.Array) -> jax.Array:
@@ -350,7 +357,7 @@ def pairwise_cosine_distance(x: jax.Array, eps: float = 1e-8) -> jax.Array:
     The diagonal is 0 by definition (the paper's ``D_ii = 0``), also for a zero update,
     whose off-diagonal distances are exactly 1. ``+inf`` to and from invalid clients.
     """
-    return _cosine_from_gram(gram(x), eps)
+    return cosine_from_gram(gram(x), eps)
 
 
 @jax.jit
@@ -370,7 +377,7 @@ def dual_distance(x: jax.Array, alpha: float = 0.5, eps: float = 1e-8) -> jax.Ar
     """Blend of normalised Euclidean and cosine distance (Eq. 14):
     ``α · D̂_euclid + (1 − α) · D_cos``. Both come from one Gram product."""
     g = gram(x)
-    return dual_blend(normalized_euclidean(jnp.sqrt(_sq_euclidean_from_gram(g))), _cosine_from_gram(g, eps), alpha)
+    return dual_blend(normalized_euclidean(jnp.sqrt(sq_euclidean_from_gram(g))), cosine_from_gram(g, eps), alpha)
 
 
 @jax.jit
@@ -430,10 +437,8 @@ def krum_scores(sq_dists: jax.Array, f: int) -> jax.Array:
     introselect; traced calls (``jit``, ``vmap``) and accelerators use :func:`sum_smallest`.
     """
     n = sq_dists.shape[-1]
-    k = n - int(f) - 2
-    if k < 1:
-        raise ValueError(f"Krum scoring needs n - f - 2 >= 1 nearest neighbours, got n={n}, f={f}")
-    if sq_dists.ndim == 2 and _is_cpu_concrete(sq_dists):
+    k = check_krum_neighbours(n, int(f))
+    if sq_dists.ndim == 2 and is_cpu_concrete(sq_dists):
         off = np.array(sq_dists)  # a private copy: the diagonal is overwritten below
         off[np.isnan(off)] = np.inf
         np.fill_diagonal(off, np.inf)

@@ -1,8 +1,9 @@
 """``qkrum.select``: the one entry point that decides which client updates to trust.
 
-A method is a function ``(rnd: Round, **options) -> MethodResult`` registered by name;
-every method (MultiKrum, QUBO, cascade, MultiSignal, the classical baselines) shares the
-input validation, non-finite handling, projection, distance cache and timing below.
+A rule (:mod:`qkrum.rules`: MultiKrum, the QUBO rules, the ensembles, the classical
+statistics, chains with pre-aggregators) is given by name or as a value; every rule
+shares the input validation, non-finite handling, magnitude guard, projection, distance
+cache and timings below, and :meth:`Selection.aggregate` computes its aggregate.
 """
 
 from __future__ import annotations
@@ -16,35 +17,43 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qkrum import kernels
-from qkrum._validation import (
-    as_client_matrix,
-    check_byzantine_count,
-    check_int,
-    check_krum_neighbours,
-    check_num_selected,
-    check_probability,
-)
-from qkrum.ensemble import VoteWeights, agreement_vote, check_threshold, route, vote_categories
+from qkrum import _pytree, kernels
+from qkrum._validation import as_client_matrix, check_byzantine_count, check_int, check_num_selected
 from qkrum.errors import SamplerError  # defined there so that qkrum.anneal raises the same class
+from qkrum.rules import RULES, MethodResult, Round, Rule, as_rule
+from qkrum.rules.selecting import PAPER_QUBO
 
-__all__ = ["METHODS", "NORM_GUARD", "PAPER_PROJECTION", "PAPER_QUBO", "ByzantineMajorityWarning", "MethodResult", "Round",
-           "SamplerError", "Selection", "aggregate", "combine_pytree", "register_method", "select"]
+__all__ = ["METHODS", "NORM_GUARD", "PAPER_PROJECTION", "PAPER_QUBO", "ByzantineMajorityWarning", "MethodResult",
+           "Round", "RoundAggregation", "SamplerError", "Selection", "aggregate", "check_norm_guard", "combine_pytree", "pre_key",
+           "select"]
 
+#: The registered rules: name → factory (:func:`qkrum.rule` builds from it).
+METHODS = RULES
 
-class MethodResult(NamedTuple):
-    """What a selection method returns to :func:`select`."""
-
-    selected: jax.Array  # bool (n,)
-    scores: jax.Array  # float (n,), lower = more trusted
-    info: dict
-    # For aggregators that are not a mean of the selected rows (median, ...): maps the
-    # (n, d) matrix and the selection mask to the (d,) aggregate.
-    combine: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+#: The paper's projection width k (VI-B, VI-C): the default of :func:`select`.
+PAPER_PROJECTION = 1000
 
 
 class ByzantineMajorityWarning(UserWarning):
     """``n < 2f + 3``: the guarantees of Krum-type selection do not hold."""
+
+
+def pre_key(key: jax.Array) -> jax.Array:
+    """The key of a round's pre-aggregation steps (bucketing's permutation), derived from
+    the round's key so that :func:`select` and :func:`qkrum.aggregator` draw the same."""
+    return jax.random.fold_in(key, 1)
+
+
+class RoundAggregation(NamedTuple):
+    """What :meth:`Selection.aggregate` needs besides the updates: the valid clients, the
+    rows the rule selected (after pre-aggregation), ``f``, the round's seed and the
+    round's statistic (``None``: the rule's own)."""
+
+    valid: np.ndarray
+    row_selected: np.ndarray
+    f: int
+    seed: int
+    combine: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -55,16 +64,18 @@ class Selection:
         selected: bool array ``(n,)``, True for the clients to aggregate.
         scores: float array ``(n,)``; the method's per-client score, lower = more trusted
             (for MultiKrum the Krum scores of Eq. 2; ``inf`` for non-finite updates).
-        method: the method's registered name.
+        method: the final rule's registered name (``rule.spec`` is the full chain).
         info: details: ``n``, ``f``, ``m``, ``k`` (projection width or None), the indices
             of non-finite clients, and ``timings`` in seconds per stage plus ``total``.
+        rule: the :class:`qkrum.Rule` that ran.
     """
 
     selected: np.ndarray
     scores: np.ndarray
     method: str
     info: dict = field(default_factory=dict)
-    combine: Callable[[jax.Array, jax.Array], jax.Array] | None = field(default=None, repr=False)
+    rule: Rule | None = field(default=None, repr=False, compare=False)
+    round: RoundAggregation | None = field(default=None, repr=False, compare=False)
 
     @property
     def indices(self) -> np.ndarray:
@@ -76,12 +87,31 @@ class Selection:
         """Indices of the rejected (flagged) clients, ascending."""
         return np.flatnonzero(~self.selected)
 
+    @property
+    def combine(self) -> Callable | None:
+        """The round's statistic ``(x, mask) -> (d,)``, or ``None`` when the aggregate is
+        the mean of the selected clients (and no pre-aggregation step ran)."""
+        if self.rule is None or (self.rule.selects and not self.rule.pre):
+            return None
+        return (self.round.combine if self.round is not None and self.round.combine is not None
+                else self.rule.combine(self.info.get("f", 0)))
+
     def aggregate(self, updates: Any) -> Any:
-        """The method's aggregate of ``updates``, with their structure: the mean of the
-        selected clients (Eq. 12), or the robust statistic of a classical baseline."""
-        if self.combine is None:
+        """The rule's aggregate of ``updates``, with their structure: the mean of the
+        selected clients (Eq. 12), the robust statistic of a classical rule, or, for a
+        chain, the final rule's aggregate of the pre-aggregated updates."""
+        if self.rule is None or self.round is None or (self.rule.selects and not self.rule.pre):
             return aggregate(updates, self.selected)
-        return combine_pytree(updates, self.selected, self.combine)
+        ctx = self.round
+        if not self.rule.pre:
+            return combine_pytree(updates, self.selected, self.combine)
+        x, spec = _pytree.flatten_clients(updates)
+        if x.shape[0] != ctx.valid.shape[0]:
+            raise ValueError(f"updates has {x.shape[0]} clients but the selection was made for "
+                             f"{ctx.valid.shape[0]}")
+        flat = self.rule.aggregate_rows(x, jnp.asarray(ctx.valid), jnp.asarray(ctx.row_selected), ctx.f,
+                                        pre_key(jax.random.key(ctx.seed)), ctx.combine)
+        return _pytree.unflatten(flat, spec)
 
 
 def aggregate(updates: Any, selected: Any) -> Any:
@@ -108,340 +138,21 @@ def aggregate(updates: Any, selected: Any) -> Any:
         # Summed in at least float32 (a float16 sum of a few thousands overflows), then
         # returned in the leaf's dtype; NumPy leaves are read in row blocks, never copied.
         flat = leaf.reshape(leaf.shape[0], -1) if leaf.ndim != 2 else leaf
-        total = kernels.masked_row_sum(flat, mask)
-        return jnp.reshape(total / count, leaf.shape[1:]).astype(leaf.dtype)
+        return jnp.reshape(_pytree.masked_mean(flat, mask), leaf.shape[1:]).astype(leaf.dtype)
 
     return jax.tree_util.tree_map(leaf_mean, updates)
 
 
 def combine_pytree(updates: Any, selected: Any, combine: Callable) -> Any:
     """Apply a whole-vector aggregator ``combine((n, d), mask) -> (d,)`` to a pytree of
-    updates: the leaves are flattened into one matrix (as :func:`select` sees them) and
-    the result is split back into the leaves' shapes."""
-    leaves, treedef = jax.tree_util.tree_flatten(updates)
-    mask = jnp.asarray(selected, dtype=bool)
-    # The statistic runs in at least float32 (float16 sums overflow), the result goes back
-    # to each leaf's dtype.
-    dtypes = [jax.dtypes.canonicalize_dtype(getattr(l, "dtype", None) or np.asarray(l).dtype) for l in leaves]
-    compute = jnp.promote_types(jnp.result_type(*dtypes), jnp.float32)
-    x = as_client_matrix(updates, dtype=compute)
-    flat = combine(x, mask)
-    out, start = [], 0
-    for leaf in leaves:
-        shape = jnp.shape(leaf)[1:]
-        size = int(np.prod(shape, dtype=np.int64))
-        out.append(jnp.reshape(flat[start:start + size], shape).astype(dtypes[len(out)]))
-        start += size
-    return jax.tree_util.tree_unflatten(treedef, out)
-
-
-MethodFn = Callable[..., MethodResult]
-METHODS: dict[str, MethodFn] = {}
-
-#: The paper's projection width k (VI-B, VI-C): the default of :func:`select`.
-PAPER_PROJECTION = 1000
-
-
-def register_method(name: str) -> Callable[[MethodFn], MethodFn]:
-    """Decorator adding a selection method to :data:`METHODS` under ``name``.
-
-    A method is ``fn(rnd: Round, **options) -> MethodResult``.
-    """
-
-    def decorator(fn: MethodFn) -> MethodFn:
-        METHODS[name] = fn
-        return fn
-
-    return decorator
+    updates: the leaves are flattened into one matrix (as :func:`select` sees them), the
+    statistic runs in at least float32, and the result is split back into the leaves."""
+    x, spec = _pytree.flatten_clients(updates)
+    return _pytree.unflatten(combine(x, jnp.asarray(selected, dtype=bool)), spec)
 
 
 def _block(x):
     return jax.block_until_ready(x)
-
-
-class Round:
-    """One round's inputs, shared by the stages of a method, with each distance matrix
-    computed at most once (the ensembles need several views of the same updates).
-
-    Attributes: ``full`` (n, d) updates; ``x`` the projected updates (``full`` when no
-    projection); ``valid`` (JAX bool) and ``valid_np``; ``f``, ``m``; ``key``;
-    ``timings``, the per-stage seconds that :class:`Selection` reports.
-    """
-
-    def __init__(self, full, valid, f, m, key, timings, project: int | None = None):
-        self.full, self.valid = full, valid
-        self.valid_np = np.asarray(valid)
-        self.f, self.m, self.key, self.timings = f, m, key, timings
-        self.project = project if project is not None and project < full.shape[1] else None
-        self._cache: dict[str, Any] = {}
-
-    @property
-    def n(self) -> int:
-        return self.full.shape[0]
-
-    @property
-    def x(self):
-        """The projected updates (IV-A), computed on first use: methods that work on the
-        full updates only (the classical baselines) never pay for the projection."""
-        if self.project is None:
-            return self.full
-        return self.cached("projected", "projection",
-                           lambda: kernels.project_topk_variance(self.full, self.project, self.valid))
-
-    def timed(self, stage: str, fn: Callable[[], Any]) -> Any:
-        """Run ``fn``, blocking on its result, and add the seconds to ``timings[stage]``."""
-        t0 = time.perf_counter()
-        out = _block(fn())
-        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t0
-        return out
-
-    def cached(self, name: str, stage: str, fn: Callable[[], Any]) -> Any:
-        if name not in self._cache:
-            self._cache[name] = self.timed(stage, fn)
-        return self._cache[name]
-
-    def gram(self, *, full: bool = False):
-        """The Gram matrix of the projected (or full) updates: every distance derives from it."""
-        if full or self.project is None:
-            return self.cached("gram_full", "distances_full", lambda: kernels.gram(self.full))
-        return self.cached("gram", "distances", lambda: kernels.gram(self.x))
-
-    def sq_euclidean(self, *, full: bool = False):
-        """Squared Euclidean distances on the projected (or, with ``full``, the full) updates."""
-        name = "sq_euclid_full" if full or self.project is None else "sq_euclid"
-        stage = "distances_full" if name == "sq_euclid_full" else "distances"
-        g = self.gram(full=full)
-        return self.cached(name, stage, lambda: kernels._sq_euclidean_from_gram(g, self.valid))
-
-    def cosine(self):
-        """Cosine distances (Eq. 5) on the projected updates."""
-        g = self.gram()
-        return self.cached("cosine", "distances", lambda: kernels._cosine_from_gram(g, 1e-8, self.valid))
-
-    def euclidean_hat(self):
-        """Euclidean distances normalised to [0, 1] (Eq. 7) on the projected updates."""
-        sq = self.sq_euclidean()
-        return self.cached("euclid_hat", "distances", lambda: kernels.normalized_euclidean(jnp.sqrt(sq)))
-
-    def distance(self, kind: str, alpha: float = 0.5) -> np.ndarray:
-        """The QUBO's distance matrix on the projected updates, as float64 NumPy."""
-        if kind == "cosine":
-            D = self.cosine()
-        elif kind == "euclidean":
-            D = self.euclidean_hat()
-        else:
-            # Eq. 14 from the two matrices already computed, not a third pass over x.
-            e, c = self.euclidean_hat(), self.cosine()
-            D = self.cached(f"dual{alpha}", "distances", lambda: kernels.dual_blend(e, c, alpha))
-        return np.asarray(D, dtype=np.float64)
-
-    def krum(self, metric: str):
-        """Krum scores (Eq. 2) with ``n − f − 2`` neighbours under ``metric``:
-        ``"euclidean_full"`` (full updates), ``"euclidean"`` or ``"cosine"`` (projected)."""
-        check_krum_neighbours(self.n, self.f)
-        D = {"euclidean_full": lambda: self.sq_euclidean(full=True), "euclidean": self.sq_euclidean,
-             "cosine": self.cosine}[metric]()
-        n_valid = int(self.valid_np.sum())
-        if n_valid == 1:  # no neighbour to score against: the one valid client is the best
-            return self.cached(f"krum_{metric}", "scores", lambda: jnp.where(self.valid, 0.0, jnp.inf))
-        # With fewer than n − f − 1 valid clients every valid score would sum an infinite
-        # distance, all would tie at +inf and the selection would follow the client index.
-        # Count only the valid neighbours then: n − f_eff − 2 = n_valid − 1.
-        f_eff = max(self.f, self.n - n_valid - 1)
-        return self.cached(f"krum_{metric}", "scores", lambda: kernels.krum_scores(D, f_eff))
-
-    def gap(self, scores) -> float:
-        """Eq. 13's normalised gap at ``m`` (``inf`` when ``m`` reaches every client)."""
-        if self.m >= self.n:
-            return float("inf")
-        return float(self.timed("scores", lambda: kernels.krum_gap(scores, self.m)))
-
-    def multikrum(self, scores) -> np.ndarray:
-        return np.asarray(self.timed("selection", lambda: kernels.multikrum_select(scores, self.m, self.valid)))
-
-    def seed(self) -> int:
-        return int(jax.random.randint(self.key, (), 0, 2**31 - 1))
-
-
-@register_method("multikrum")
-def _multikrum(rnd: Round, **options) -> MethodResult:
-    """MultiKrum (Eqs. 2-3) as the paper runs it (VI-B): squared Euclidean distances on the
-    projected updates, ``n − f − 2`` neighbours, the ``m`` lowest scores."""
-    if options:
-        raise TypeError(f"method 'multikrum' takes no options, got {sorted(options)}")
-    scores = rnd.krum("euclidean")
-    return MethodResult(rnd.multikrum(scores), scores, {})
-
-
-_DISTANCES = ("cosine", "euclidean", "dual")
-_QUBO_OPTIONS = ("objective", "lam", "sampler", "num_reads", "num_sweeps", "certify", "sampler_params")
-
-
-def _check_alpha(alpha) -> float:
-    return check_probability("alpha", alpha)
-
-
-def _solve_qubo(rnd: Round, D: np.ndarray, *, suspicion: bool = False, percentile: float = 10.0,
-                suspicion_weight: float = 10.0, objective: str = "intra", lam: Any = None, sampler: Any = None,
-                num_reads: int = 1000, num_sweeps: int | None = None, certify: bool | None = None,
-                sampler_params: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The QUBO stage shared by every QUBO-based method: solve on the valid clients only.
-
-    Returns the selection mask, per-client scores (distance sums to the selection; ``inf``
-    for invalid clients) and the info entries of :class:`Selection`.
-    """
-    from qkrum.qubo import suspicion_penalty
-    from qkrum.qubo_selection import solve_selection
-
-    idx = np.flatnonzero(rnd.valid_np)
-    D_valid = D[np.ix_(idx, idx)]
-    info: dict[str, Any] = {}
-    P = None
-    if suspicion:
-        P, tau_s = suspicion_penalty(D_valid, percentile=percentile, weight=suspicion_weight)
-        info["suspicion_threshold"] = tau_s
-    m = min(rnd.m, idx.size)
-    # Nothing to convert here: bad options are ValueError/TypeError, raised before any
-    # sampler runs, and whatever a sampler raises (or answers that cannot be a solution)
-    # already is a SamplerError naming the sampler (qkrum.anneal.solve_qubo).
-    solution = solve_selection(D_valid, m, objective=objective, lam=lam, sampler=sampler, seed=rnd.seed(),
-                               num_reads=num_reads, num_sweeps=num_sweeps, certify=certify,
-                               sampler_params=sampler_params, pair_penalty=P)
-    for stage in ("qubo_build", "solve", "repair", "certify"):
-        rnd.timings[stage] = rnd.timings.get(stage, 0.0) + solution.timing[stage]
-    selected = np.zeros(rnd.n, dtype=bool)
-    selected[idx[solution.selected]] = True
-    scores = np.full(rnd.n, np.inf)
-    pairs = D_valid if P is None else D_valid + P
-    scores[idx] = pairs[:, solution.selected].sum(axis=1)
-    info.update(objective=objective, lam=lam, sampler=solution.sampler, qubo_energy=solution.qubo_energy,
-                objective_value=solution.objective, repaired=solution.repaired, certified=solution.certified,
-                exact_optimum=solution.optimum, sampler_timing=solution.timing["sampler"],
-                implementation=solution.implementation)
-    return selected, scores, info
-
-
-@register_method("qubo")
-def _qubo(rnd: Round, *, distance: str = "cosine", alpha: float = 0.5, suspicion: bool = False,
-          percentile: float = 10.0, suspicion_weight: float = 10.0, **qubo_options) -> MethodResult:
-    """QUBO selection (IV-B/C): the ``m`` mutually closest clients by a selection QUBO.
-
-    Options: ``distance`` ("cosine", Eq. 5; "euclidean", normalised Eq. 7; "dual", Eq. 14
-    with ``alpha``), ``suspicion`` (add Eq. 15's pair penalty with ``percentile`` and
-    ``suspicion_weight``), and the solver options ``objective`` ("intra" or "paper"),
-    ``lam``, ``sampler``, ``num_reads``, ``num_sweeps``, ``certify``, ``sampler_params``
-    (:func:`qkrum.qubo_selection.solve_selection`). Non-finite clients are left out of the
-    QUBO. Scores are each client's distance sum to the selected clients.
-    """
-    _check_qubo_options("qubo", qubo_options)
-    if distance not in _DISTANCES:
-        raise ValueError(f"distance must be one of {_DISTANCES}, got distance={distance!r}")
-    alpha = _check_alpha(alpha)
-    D = rnd.distance(distance, alpha)
-    selected, scores, info = _solve_qubo(rnd, D, suspicion=suspicion, percentile=percentile,
-                                         suspicion_weight=suspicion_weight, **qubo_options)
-    return MethodResult(jnp.asarray(selected), jnp.asarray(scores), {"distance": distance, **info})
-
-
-def _check_qubo_options(method: str, options: dict) -> None:
-    unknown = sorted(set(options) - set(_QUBO_OPTIONS))
-    if unknown:
-        raise TypeError(f"method {method!r} got unknown option(s) {unknown}; see help(qkrum.select) "
-                        f"for its options; the QUBO solver options are {', '.join(_QUBO_OPTIONS)}")
-
-
-@register_method("cascade")
-def _cascade(rnd: Round, *, tau: float = 0.2, alpha: float = 0.5, **qubo_options) -> MethodResult:
-    """Cascaded Dual-QUBO (IV-D): Euclidean Krum gap Δ on the full updates above ``tau`` →
-    MultiKrum on those scores; otherwise the dual-distance QUBO (Eq. 14, ``alpha``) on the
-    projected updates. The paper gives no value for ``τ``; the default is MultiSignal's
-    ``τ_E = 0.2``, the same gap on the same scores."""
-    _check_qubo_options("cascade", qubo_options)
-    tau = check_threshold("tau", tau)
-    alpha = _check_alpha(alpha)
-    scores_e = rnd.krum("euclidean_full")
-    gap = rnd.gap(scores_e)
-    classical = rnd.multikrum(scores_e)
-    info: dict[str, Any] = {"gap_euclidean": gap, "tau": tau, "subsets": {"multikrum": np.flatnonzero(classical)}}
-    if gap > tau:
-        return MethodResult(jnp.asarray(classical), scores_e, {"route": "multikrum", **info})
-    selected, scores, qinfo = _solve_qubo(rnd, rnd.distance("dual", alpha), **qubo_options)
-    info["subsets"]["qubo"] = np.flatnonzero(selected)
-    return MethodResult(jnp.asarray(selected), jnp.asarray(scores), {"route": "qubo", **info, **qinfo})
-
-
-@register_method("multisignal")
-def _multisignal(rnd: Round, *, tau_e: float = 0.2, tau_c: float = 0.5, alpha: float = 0.5,
-                 percentile: float = 10.0, suspicion_weight: float = 10.0,
-                 vote_weights: VoteWeights | tuple = VoteWeights(), paranoid: bool = False,
-                 **qubo_options) -> MethodResult:
-    """The MultiSignal ensemble (IV-E, Algorithm 1; decision rules in :mod:`qkrum.ensemble`).
-
-    Stage 1, routing gate: ``Δ_E`` from Euclidean Krum scores on the full updates,
-    ``Δ_C`` from cosine Krum scores on the projected updates (Eq. 13), thresholds
-    ``tau_e``, ``tau_c``. Outlier/magnitude rounds select by Euclidean MultiKrum,
-    clustered rounds by cosine MultiKrum. Stage 2 (evasion only): the suspicion-penalised
-    QUBO (Eq. 15: dual distance with ``alpha``, ``percentile``, ``suspicion_weight``).
-    Stage 3: agreement voting with ``vote_weights``.
-
-    ``paranoid=True`` (paper VIII-C, for mixed attack populations that can confuse the
-    gate): the QUBO runs in every regime and the selection is the intersection of
-    MultiKrum's and the QUBO's, i.e. every client either rejects is flagged. The result
-    then has at most ``m`` clients, usually fewer.
-    """
-    _check_qubo_options("multisignal", qubo_options)
-    tau_e = check_threshold("tau_e", tau_e)
-    tau_c = check_threshold("tau_c", tau_c)
-    alpha = _check_alpha(alpha)
-    weights = VoteWeights(*vote_weights)
-    scores_e = rnd.krum("euclidean_full")
-    scores_c = rnd.krum("cosine")
-    gap_e, gap_c = rnd.gap(scores_e), rnd.gap(scores_c)
-    regime = route(gap_e, gap_c, tau_e, tau_c)
-    classical = rnd.multikrum(scores_e)
-    subsets: dict[str, np.ndarray] = {"multikrum": np.flatnonzero(classical)}
-    info: dict[str, Any] = {"regime": regime, "gap_euclidean": gap_e, "gap_cosine": gap_c,
-                            "tau_e": tau_e, "tau_c": tau_c, "paranoid": paranoid, "subsets": subsets}
-    if regime in ("outlier", "magnitude") and not paranoid:
-        return MethodResult(jnp.asarray(classical), scores_e, info)
-    if regime == "clustered" and not paranoid:
-        selected = rnd.multikrum(scores_c)
-        subsets["multikrum_cosine"] = np.flatnonzero(selected)
-        return MethodResult(jnp.asarray(selected), scores_c, info)
-    qubo, _, qinfo = _solve_qubo(rnd, rnd.distance("dual", alpha), suspicion=True, percentile=percentile,
-                                 suspicion_weight=suspicion_weight, **qubo_options)
-    subsets["qubo"] = np.flatnonzero(qubo)
-    info.update(qinfo)
-    if paranoid:
-        selected = classical & qubo
-        return MethodResult(jnp.asarray(selected), scores_e, info)
-    t0 = time.perf_counter()
-    selected = agreement_vote(classical, qubo, np.asarray(scores_c), rnd.m, rnd.valid_np, weights)
-    categories = vote_categories(classical, qubo)
-    rnd.timings["vote"] = time.perf_counter() - t0
-    info.update(vote_weights=weights._asdict(),
-                vote_counts={name: int(np.sum((categories == i) & rnd.valid_np)) for i, name in
-                             enumerate(("agreed_accept", "qubo_only", "classical_only", "agreed_reject"))})
-    return MethodResult(jnp.asarray(selected), scores_c, info)
-
-
-#: The paper's QUBO as published: Eq. 8 (the cut) with ``λ = 10 · max D`` (Eqs. 10–11),
-#: solved as a penalised QUBO. See :mod:`qkrum.qubo` for why it is not the default.
-PAPER_QUBO = {"objective": "paper", "lam": "paper"}
-
-
-def _register_paper_preset(name: str, base: str) -> None:
-    def method(rnd: Round, **options) -> MethodResult:
-        return METHODS[base](rnd, **{**PAPER_QUBO, **options})
-
-    method.__name__ = name.replace("-", "_")
-    method.__doc__ = (f"``{base!r}`` with the paper's QUBO as published ({PAPER_QUBO}); the paper-"
-                      f"reproduction path. Options as for ``{base!r}``.\n\n" + (METHODS[base].__doc__ or ""))
-    register_method(name)(method)
-
-
-for _base in ("qubo", "cascade", "multisignal"):
-    _register_paper_preset(f"{_base}-paper", _base)
 
 
 #: The default magnitude guard of :func:`select`: a client whose update norm exceeds this
@@ -455,7 +166,7 @@ NORM_GUARD = 1000.0
 _UNGUARDED = frozenset({"mean"})
 
 
-def _check_norm_guard(norm_guard: Any, method: str) -> float | None:
+def check_norm_guard(norm_guard: Any, method: str) -> float | None:
     if isinstance(norm_guard, str):
         if norm_guard != "auto":
             raise ValueError(f"norm_guard must be a number > 1, None or 'auto', got norm_guard={norm_guard!r}")
@@ -474,7 +185,7 @@ def select(
     updates: Any,
     f: int,
     *,
-    method: str = "multikrum",
+    method: Any = "multikrum",
     m: int | None = None,
     seed: int = 0,
     project: int | None = PAPER_PROJECTION,
@@ -489,14 +200,18 @@ def select(
             leading client axis ``n`` (NumPy or JAX).
         f: the number of Byzantine clients to tolerate, ``0 <= f < n``. With ``n < 2f + 3``
             a :class:`ByzantineMajorityWarning` says which guarantee is lost.
-        method: a name in :data:`METHODS`: ``"multikrum"`` (Eqs. 2–3), ``"qubo"`` (IV-C),
+        method: a rule: a :class:`qkrum.Rule` (:func:`qkrum.rule`, :func:`qkrum.chain`), a
+            chain spec such as ``"nnm,trimmed_mean"``, or a name in :data:`METHODS`:
+            ``"multikrum"`` (Eqs. 2–3), ``"qubo"`` (IV-C),
             ``"cascade"`` (IV-D), ``"multisignal"`` (IV-E), the same three with the
             paper's QUBO as published (``"qubo-paper"``, ``"cascade-paper"``,
             ``"multisignal-paper"``: :data:`PAPER_QUBO`), or a classical baseline
             (``"mean"``, ``"median"``, ``"trimmed_mean"``, ``"geometric_median"``,
-            ``"krum"``, ``"bulyan"``, ``"centered_clipping"``). Each method's options are
-            in its docstring: ``help(qkrum.selection.METHODS["multisignal"])``.
-        m: how many clients to select, ``1 <= m <= n``; default ``n − f``.
+            ``"krum"``, ``"bulyan"``, ``"centered_clipping"``). Each rule's options are
+            in its factory's docstring: ``help(qkrum.rules.multisignal)``.
+        m: how many clients to select, ``1 <= m <= n``; default ``n − f``. After a
+            pre-aggregation step that changes the rows (bucketing), ``m`` counts rows
+            (buckets) and defaults to ``rows − f``.
         seed: seed for methods with random choices (same seed, same selection).
         project: width ``k`` of the importance-weighted projection (paper IV-A): the
             ``k`` highest-variance coordinates; default 1000, the paper's. ``None`` uses
@@ -508,7 +223,7 @@ def select(
         norm_guard: the magnitude guard (see below): a ratio ``> 1``, ``None`` (off), or
             ``"auto"`` (default): :data:`NORM_GUARD` for every method but ``"mean"``,
             which stays plain FedAvg, the unprotected reference.
-        **options: method-specific options.
+        **options: the rule's options (validated before anything is computed).
 
     Clients whose update contains NaN/±Inf, or whose squared norm exceeds
     ``finfo.max / (4n)`` so that distances to them could overflow
@@ -526,10 +241,9 @@ def select(
     the clients added or dropped); ``info["implementation"]`` says whether qkrum's annealer
     ran natively or in Python (``None`` for other samplers).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method={method!r}; valid methods: {', '.join(sorted(METHODS))}")
+    rule = as_rule(method, options)
     seed = check_int("seed", seed)
-    guard = _check_norm_guard(norm_guard, method)
+    guard = check_norm_guard(norm_guard, rule.name)
     if dtype is not None and jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
         # float16/bfloat16 are fine as inputs (converted), not for the arithmetic: their
         # sums of squares overflow near 256, their means' sums near 65,504.
@@ -538,7 +252,8 @@ def select(
     x = as_client_matrix(updates, dtype=dtype, host=True)
     n = x.shape[0]
     f = check_byzantine_count(f, n)
-    m = check_num_selected(m, n, f)
+    if not rule.pre or rule.rows(n) == n:
+        m = check_num_selected(m, n, f)
     if project is not None:
         project = check_int("project", project, minimum=1)
     if n < 2 * f + 3 and f > 0:
@@ -555,7 +270,7 @@ def select(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     sq_norms = kernels.row_sq_norms(x)
-    representable = kernels._representable(sq_norms, n)
+    representable = kernels.representable(sq_norms, n)
     outsized = (kernels.outsized_clients(sq_norms, representable, guard) if guard is not None
                 else jnp.zeros(n, bool))
     valid = _block(representable & ~outsized)
@@ -569,12 +284,34 @@ def select(
             "there is nothing that can safely be aggregated"
         )
 
-    rnd = Round(x, valid, f, m, jax.random.key(seed), timings, project=project)
-    result = METHODS[method](rnd, **options)
-    selected = np.asarray(result.selected, dtype=bool) & valid_np
-    if n_valid < m:
+    key = jax.random.key(seed)
+    rows, rows_valid, owner, m_rows = x, valid, None, m
+    if rule.pre:
+        t0 = time.perf_counter()
+        out = rule.preaggregate(jnp.asarray(x), valid, f, pre_key(key))
+        rows, rows_valid, owner = _block(out.x), _block(out.valid), out.owner
+        timings["preaggregation"] = time.perf_counter() - t0
+        n_rows = rows.shape[0]
+        if n_rows != n:
+            if f >= n_rows:
+                raise ValueError(f"{rule.spec!r} leaves {n_rows} rows for the rule, so f={f} Byzantine "
+                                 f"clients could fill them all; f must be smaller than {n_rows} (use smaller "
+                                 "buckets or more clients)")
+            m_rows = check_num_selected(m, n_rows, f)
+    rnd = Round(rows, rows_valid, f, m_rows, key, timings, project=project)
+    result = rule.run(rnd)
+    row_selected = np.asarray(result.selected, dtype=bool) & np.asarray(rows_valid)
+    scores = np.asarray(result.scores)
+    if owner is None:
+        selected = row_selected & valid_np
+    else:
+        owner_np = np.asarray(owner)
+        selected = row_selected[owner_np] & valid_np
+        scores = np.where(valid_np, scores[owner_np], np.inf)
+    rows_valid_count = int(np.asarray(rows_valid).sum())
+    if rows_valid_count < m_rows:
         warnings.warn(
-            f"only {n_valid} of n={n} client updates are finite but m={m} were to be "
+            f"only {n_valid} of n={n} client updates are finite but m={m_rows} were to be "
             f"selected; selecting the {int(selected.sum())} finite ones",
             RuntimeWarning,
             stacklevel=2,
@@ -583,18 +320,20 @@ def select(
     info = {
         "n": n,
         "f": f,
-        "m": m,
+        "m": m_rows,
         "k": rnd.project,  # None when no projection ran (project=None or k >= d)
         "nonfinite": np.flatnonzero(~np.asarray(representable)).tolist(),
         "outsized": np.flatnonzero(np.asarray(outsized)).tolist(),
         "norm_guard": guard,
         "timings": timings,
+        **({"preaggregation": [p.spec for p in rule.pre], "rows": int(rows.shape[0])} if rule.pre else {}),
         **result.info,
     }
     return Selection(
         selected=selected,
-        scores=np.asarray(result.scores),
-        method=method,
+        scores=scores,
+        method=rule.name,
         info=info,
-        combine=result.combine,
+        rule=rule,
+        round=RoundAggregation(valid_np, row_selected, f, seed, result.combine),
     )

@@ -1,13 +1,26 @@
-"""solve_qubo with stand-in samplers at the dimod interface; D-Wave credentials. No network."""
+"""solve_qubo / sample_problem with stand-in samplers at the dimod interface (third-party samplers
+that do and do not declare 'cardinality'); D-Wave credentials. No network."""
 
+import itertools
 import re
 
 import dimod
 import numpy as np
 import pytest
 
-from qkrum.anneal import SamplerError, adapter, bqm_from_qubo, get_sampler, solve_qubo
+from qkrum.anneal import (
+    ExactSolver,
+    SamplerError,
+    SimulatedAnnealingSampler,
+    adapter,
+    bqm_from_qubo,
+    get_sampler,
+    sample_problem,
+    solve_qubo,
+)
 from qkrum.anneal.adapter import MissingCredentialsError
+from qkrum.errors import CardinalityRepairWarning
+from qkrum.qubo import objective_value, penalty_weight, selection_problem, selection_qubo, solve_selection
 
 
 class StandInHybrid(dimod.Sampler):
@@ -173,3 +186,162 @@ def test_unreadable_dwave_config_is_a_clear_error(monkeypatch, tmp_path):
     with pytest.raises(MissingCredentialsError, match="could not be read") as info:
         get_sampler("leap-hybrid")
     assert "absent.conf" in str(info.value) and "dwave config create" in str(info.value)
+
+
+# --- one problem form, capability declared, one sampler resolution -------------------------
+
+def distances(rng, n):
+    a = rng.uniform(0.1, 2.0, (n, n))
+    d = (a + a.T) / 2
+    np.fill_diagonal(d, 0)
+    return d
+
+
+def _lowest(bqm, size=None):
+    """The lowest-energy state of a small BQM, over all states or those with ``size`` ones."""
+    n = bqm.num_variables
+    states = np.array(list(itertools.product((0, 1), repeat=n)), dtype=np.int8)
+    if size is not None:
+        states = states[states.sum(axis=1) == size]
+    energies = bqm.energies((states, range(n)))
+    best = int(np.argmin(energies))
+    return dimod.SampleSet.from_samples((states[best:best + 1], list(range(n))), "BINARY", energies[best:best + 1])
+
+
+class KeepsCardinality(dimod.Sampler):
+    """A third party's sampler that keeps Σx = m: it declares 'cardinality' in its parameters."""
+
+    parameters = {"cardinality": []}
+    properties = {}
+
+    def __init__(self):
+        self.calls = []
+
+    def sample(self, bqm, cardinality=None):
+        self.calls.append((bqm, cardinality))
+        return _lowest(bqm, cardinality)
+
+
+class PlainThirdParty(dimod.Sampler):
+    """A third party's sampler that declares nothing (its sample takes no cardinality)."""
+
+    parameters, properties = {}, {}
+
+    def __init__(self):
+        self.bqms = []
+
+    def sample(self, bqm):
+        self.bqms.append(bqm)
+        return _lowest(bqm)
+
+
+class SpyAnnealer(SimulatedAnnealingSampler):
+    """qkrum's annealer, recording the keywords it is called with."""
+
+    def __init__(self):
+        super().__init__()
+        self.kwargs = []
+
+    def sample(self, bqm, **kwargs):
+        self.kwargs.append(kwargs)
+        return super().sample(bqm, **kwargs)
+
+
+def _energy(bqm, mask):
+    return float(bqm.energy({i: int(v) for i, v in enumerate(mask)}))
+
+
+@pytest.mark.parametrize("objective", ["intra", "paper"])
+def test_third_party_sampler_declaring_cardinality_gets_the_problem_without_penalty(rng, objective):
+    n, m = 7, 4
+    D = distances(rng, n)
+    sampler = KeepsCardinality()
+    assert adapter.keeps_cardinality(sampler)
+    sol = solve_selection(D, m, objective=objective, sampler=sampler)
+    [(bqm, cardinality)] = sampler.calls
+    assert cardinality == m
+    a, b = np.zeros(n, bool), np.zeros(n, bool)
+    a[[0, 1, 2, 3]] = True
+    b[[2, 4, 5, 6]] = True
+    # Two subsets of size m differ by exactly their objective difference ...
+    assert _energy(bqm, a) - _energy(bqm, b) == pytest.approx(
+        objective_value(D, a, objective) - objective_value(D, b, objective), rel=1e-12, abs=1e-12)
+    # ... and one of size m + 1 is not penalised: its energy is its objective.
+    big = a.copy()
+    big[6] = True
+    assert _energy(bqm, big) == pytest.approx(objective_value(D, big, objective), rel=1e-12, abs=1e-12)
+    assert bqm.offset == 0
+    assert sol.selected.sum() == m and sol.repaired == 0 and sol.certified
+
+
+@pytest.mark.parametrize("objective", ["intra", "paper"])
+def test_third_party_sampler_not_declaring_cardinality_gets_the_penalised_problem(rng, objective):
+    n, m = 7, 4
+    D = distances(rng, n)
+    sampler = PlainThirdParty()
+    assert not adapter.keeps_cardinality(sampler)
+    sol = solve_selection(D, m, objective=objective, sampler=sampler)  # sample(bqm): no cardinality passed
+    [bqm] = sampler.bqms
+    lam = penalty_weight(D, m, objective)
+    a = np.zeros(n, bool)
+    a[[0, 1, 2, 3]] = True
+    big = a.copy()
+    big[6] = True
+    assert _energy(bqm, a) == pytest.approx(objective_value(D, a, objective), rel=1e-12, abs=1e-12)
+    assert _energy(bqm, big) - objective_value(D, big, objective) == pytest.approx(lam, rel=1e-12)
+    assert sol.selected.sum() == m and sol.sample.sum() == m and sol.repaired == 0 and sol.certified
+    with pytest.raises(ValueError, match="cannot keep cardinality=4: it does not declare 'cardinality'"):
+        sample_problem(selection_problem(D, m, keep_cardinality=True), sampler)
+
+
+def test_cardinality_is_a_declared_capability():
+    assert adapter.keeps_cardinality(SimulatedAnnealingSampler())
+    assert adapter.keeps_cardinality(ExactSolver())  # qkrum/anneal/exact.py declares it
+    assert not adapter.keeps_cardinality(dimod.ExactSolver())
+    assert not adapter.keeps_cardinality(StandInHybrid())
+
+    class NoParameters:
+        parameters = None
+
+        def sample(self, bqm):
+            raise AssertionError
+
+    assert not adapter.keeps_cardinality(NoParameters()) and not adapter.keeps_cardinality(object())
+
+
+def test_qkrum_annealer_is_told_cardinality_and_swap_moves_by_the_problem(rng):
+    D = distances(rng, 8)
+    spy = SpyAnnealer()
+    solve_selection(D, 5, sampler=spy, num_reads=5, certify=False)  # lam=None: cardinality kept
+    solve_selection(D, 5, sampler=spy, lam="paper", num_reads=5, certify=False)  # penalised
+    with pytest.warns(CardinalityRepairWarning):  # no penalty, no cardinality: |S| = m is the repair's
+        solve_selection(D, 5, sampler=spy, lam=0, num_reads=5, certify=False)
+    solve_selection(D, 5, sampler=spy, lam="paper", num_reads=5, certify=False,
+                    sampler_params={"swap_moves": False})  # the caller's choice wins
+    solve_qubo(selection_qubo(D, 5, lam="paper")[0], sampler=spy, num_reads=5)  # a matrix: penalty unknown
+    got = [(kw["cardinality"], kw.get("swap_moves", "guess")) for kw in spy.kwargs]
+    assert got == [(5, False), (None, True), (None, False), (None, False), (None, "guess")]
+
+
+def test_one_sampler_resolution(monkeypatch, rng):
+    assert type(adapter.resolve_sampler(None)) is SimulatedAnnealingSampler
+    assert type(adapter.resolve_sampler("exact")) is ExactSolver
+    mine = StandInHybrid()
+    assert adapter.resolve_sampler(mine) is mine
+    with pytest.raises(TypeError, match=r"the class \S*ExactSolver; pass ExactSolver\(\)"):
+        adapter.resolve_sampler(ExactSolver)
+    with pytest.raises(TypeError, match="which has no sample method"):
+        adapter.resolve_sampler(object())
+    with pytest.raises(ValueError, match="unknown sampler='neal'"):
+        adapter.resolve_sampler("neal")
+    seen = []
+    original = adapter.resolve_sampler
+
+    def recording(sampler=None):
+        seen.append(sampler)
+        return original(sampler)
+
+    monkeypatch.setattr(adapter, "resolve_sampler", recording)
+    solve_selection(distances(rng, 5), 3, sampler="exact")
+    solve_qubo(np.eye(3), sampler="exact")
+    assert [s for s in seen if isinstance(s, str)] == ["exact", "exact"]

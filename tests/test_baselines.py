@@ -11,9 +11,7 @@ from hypothesis import strategies as st
 from scipy.optimize import minimize
 
 import qkrum
-import qkrum.baselines  # noqa: F401  (registers the methods)
 from conftest import ref_krum
-from qkrum.selection import METHODS
 
 BASELINES = ["mean", "median", "trimmed_mean", "geometric_median", "krum", "bulyan", "centered_clipping"]
 AVERAGING = ["mean", "median", "trimmed_mean", "geometric_median", "centered_clipping"]  # every finite client
@@ -418,12 +416,12 @@ def test_aggregator_under_jit_equals_select(method):
     ("bulyan", {}), ("centered_clipping", {"tau": 0.3, "iterations": 4}),
     ("centered_clipping", {"center": np.full(6, 0.2, np.float32)}),
 ])
-def test_make_combine_under_jit_equals_select(method, options):
+def test_rule_combine_under_jit_equals_select(method, options):
     # What qkrum.aggregator does, with the statistic built for this f and these options:
     # the mask comes back from a host callback, the statistic is traced.
     x = updates(5, nan_row=4)
     f = 2
-    combine = METHODS[method].make_combine(f, **options)
+    combine = qkrum.rule(method, **options).combine(f)
 
     @jax.jit
     def step(x):
@@ -461,9 +459,9 @@ def test_nan_in_a_rejected_row_never_reaches_the_statistic():
     mask = jnp.ones(11, bool).at[0].set(False).at[1].set(False)
     finite = np.asarray(x)[2:]
     for name in ["median", "geometric_median", "centered_clipping"]:
-        got = np.asarray(jax.jit(METHODS[name].combine)(x, mask))
+        got = np.asarray(jax.jit(qkrum.rule(name).combine(0))(x, mask))
         check_close(name, got, ref_aggregate(name, finite, 0), finite)
-    got = np.asarray(jax.jit(METHODS["trimmed_mean"].make_combine(2))(x, mask))
+    got = np.asarray(jax.jit(qkrum.rule("trimmed_mean").combine(2))(x, mask))
     np.testing.assert_allclose(got, ref_trimmed(finite, 2), rtol=1e-5, atol=1e-6)
 
 
@@ -511,13 +509,13 @@ def test_trimmed_mean_bound_counts_finite_clients(rng):
     assert sel.info["beta"] == 3 and sel.info["kept"] == 1
 
 
-def test_make_combine_validates_options_once():
+def test_rules_validate_options_at_construction():
     with pytest.raises(TypeError, match="valid options: beta"):
-        METHODS["trimmed_mean"].make_combine(1, bogus=1)
+        qkrum.rule("trimmed_mean", bogus=1)
     with pytest.raises(ValueError, match="tau must be a finite number > 0"):
-        METHODS["centered_clipping"].make_combine(1, tau=-2)
-    with pytest.raises(TypeError, match="make_combine"):
-        METHODS["trimmed_mean"].combine(jnp.ones((5, 2)), jnp.ones(5, bool))
+        qkrum.rule("centered_clipping", tau=-2)
+    with pytest.raises(ValueError, match="f must be >= 0"):
+        qkrum.rule("trimmed_mean").combine(-1)
 
 
 @pytest.mark.parametrize("data", ["gaussian", "ties"])

@@ -15,7 +15,7 @@ from qkrum import attacks, metrics
 from qkrum.anneal import ExactSolver
 from qkrum.ensemble import REGIMES, VoteWeights, agreement_vote, route, vote_categories
 from qkrum.qubo import penalty_bound, selection_qubo, suspicion_penalty, suspicion_qubo
-from qkrum.qubo_selection import objective_value, solve_selection
+from qkrum.qubo import objective_value, solve_selection
 from qkrum.selection import ByzantineMajorityWarning, SamplerError
 from qkrum.synthetic import honest_updates
 

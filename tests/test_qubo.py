@@ -1,14 +1,30 @@
-"""qkrum.qubo: coefficients by hand, optimum = brute force, the penalty bound."""
+"""qkrum.qubo: coefficients by hand, optimum = brute force, the penalty bound, one formula and one
+problem form (the energy minus the penalty is the objective; the dense J equals the old paths')."""
 
+import dataclasses
 import itertools
 
+import dimod
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from qkrum.anneal import exact_ground_state, solve_qubo
-from qkrum.qubo import penalty_bound, qubo_energy, selection_qubo
+from qkrum.anneal.adapter import bqm_from_problem, qubo_vectors
+from qkrum.anneal.sampler import qubo_arrays
+from qkrum.qubo import (
+    SelectionProblem,
+    objective_value,
+    penalty_bound,
+    penalty_weight,
+    problem_from_qubo,
+    qubo_energy,
+    selection_coefficients,
+    selection_problem,
+    selection_qubo,
+    suspicion_penalty,
+)
 
 
 def distances(rng, n):
@@ -124,3 +140,121 @@ def test_cut_objective_rejects_the_most_central_clients():
 def test_bad_input(D, m, kw, match):
     with pytest.raises(ValueError, match=match):
         selection_qubo(D, m, **kw)
+
+
+# --- one formula, one problem form (qkrum.qubo.formulation / qkrum.qubo.problem) -----------
+
+@pytest.mark.parametrize("objective", ["paper", "intra"])
+@pytest.mark.parametrize("lam", [None, "paper", 2.5])
+@pytest.mark.parametrize("suspicion", [False, True])
+def test_bqm_energy_of_every_subset_minus_the_penalty_is_the_objective_value(rng, objective, lam, suspicion):
+    n, m = 7, 4
+    D = distances(rng, n)
+    P = suspicion_penalty(D, percentile=30)[0] if suspicion else None
+    problem = selection_problem(D, m, objective=objective, lam=lam, pair_penalty=P)
+    assert problem.cardinality is None and problem.m == m
+    assert problem.penalty == penalty_weight(D, m, objective, lam, P) > 0
+    bqm = bqm_from_problem(problem)
+    states = np.array(list(itertools.product((0, 1), repeat=n)))
+    energies = bqm.energies((states, range(n)))
+    np.testing.assert_allclose(problem.energy(states), energies, rtol=1e-12, atol=1e-12)
+    for x, energy in zip(states, energies):
+        want = objective_value(D, x.astype(bool), objective, P)
+        penalty = problem.penalty * (x.sum() - m) ** 2
+        assert problem.penalty_energy(x) == pytest.approx(penalty, rel=1e-12, abs=1e-12)
+        assert energy - penalty == pytest.approx(want, rel=1e-12, abs=1e-12)
+        if x.sum() == m:  # no penalty at |S| = m: the energy is the objective
+            assert energy == pytest.approx(want, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("objective", ["paper", "intra"])
+@pytest.mark.parametrize("lam", [None, "paper", 0])
+@pytest.mark.parametrize("suspicion", [False, True])
+def test_dense_couplings_built_once_equal_the_old_paths(rng, objective, lam, suspicion):
+    """J of the problem = the couplings of the old Q → vectors → BQM → dense-J path, bit for bit."""
+    n, m = 9, 6
+    D = distances(rng, n)
+    P = suspicion_penalty(D)[0] if suspicion else None
+    problem = selection_problem(D, m, objective=objective, lam=lam, pair_penalty=P)
+    Q, offset = selection_qubo(D, m, objective=objective, lam=lam, pair_penalty=P)
+    # The upper-triangular form is the same numbers.
+    Qp, offp = problem.qubo()
+    np.testing.assert_array_equal(Qp, Q)
+    assert offp == offset == problem.offset
+    np.testing.assert_array_equal(problem.h, np.diag(Q))
+    np.testing.assert_array_equal(problem.J, np.triu(Q, 1) + np.triu(Q, 1).T)
+    # The BQM: as the old path built it (qubo_vectors → from_numpy_vectors), and via a dict.
+    lin, quad = qubo_vectors(Q)
+    old = dimod.BinaryQuadraticModel.from_numpy_vectors(lin, quad, offset, dimod.BINARY)
+    new = bqm_from_problem(problem)
+    order = list(range(n))
+    for a, b in zip(new.to_numpy_vectors(variable_order=order), old.to_numpy_vectors(variable_order=order)):
+        if isinstance(a, tuple):
+            for u, v in zip(a, b):
+                np.testing.assert_array_equal(u, v)
+        else:
+            np.testing.assert_array_equal(a, b)
+    as_dict = dimod.BinaryQuadraticModel.from_qubo({(i, j): Q[i, j] for i in range(n) for j in range(i, n)}, offset)
+    assert new.linear == as_dict.linear and new.offset == as_dict.offset
+    assert dict(new.quadratic) == {k: v for k, v in as_dict.quadratic.items() if v != 0}
+    # The dense J inside qkrum's annealer is the problem's J.
+    ldata, (irow, icol, qdata), off = new.to_numpy_vectors(variable_order=order)
+    arrays = qubo_arrays(ldata, irow, icol, qdata, off)
+    np.testing.assert_array_equal(arrays.J, problem.J)
+    np.testing.assert_array_equal(arrays.h, problem.h)
+    # solve_qubo's problem from the matrix is the same problem (its penalty unknown).
+    from_q = problem_from_qubo(Q, offset)
+    np.testing.assert_array_equal(from_q.J, problem.J)
+    assert from_q.penalty is None and from_q.cardinality is None
+
+
+def test_cardinality_kept_problem_is_the_objective_alone(rng):
+    D = distances(rng, 6)
+    P, _ = suspicion_penalty(D)
+    kept = selection_problem(D, 3, objective="paper", pair_penalty=P, keep_cardinality=True)
+    assert kept.cardinality == kept.m == 3 and kept.penalty == 0.0 and kept.offset == 0.0
+    Q0, off0 = selection_qubo(D, 3, objective="paper", lam=0, pair_penalty=P)
+    np.testing.assert_array_equal(kept.qubo()[0], Q0)
+    h, J, offset, lam = selection_coefficients(D, 3, objective="paper", lam=0, pair_penalty=P)
+    np.testing.assert_array_equal(J, kept.J)
+    np.testing.assert_array_equal(h, kept.h)
+    assert lam == 0.0 and offset == 0.0
+    with pytest.raises(ValueError, match="lam='paper' is a penalty weight, but the solver keeps the cardinality"):
+        selection_problem(D, 3, lam="paper", keep_cardinality=True)
+
+
+def test_selection_problem_is_immutable_and_validated(rng):
+    D = distances(rng, 5)
+    problem = selection_problem(D, 2)
+    assert not problem.J.flags.writeable and not problem.h.flags.writeable
+    with pytest.raises(ValueError):
+        problem.J[0, 1] = 1.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        problem.cardinality = 3
+    J = np.array([[0.0, 1.0], [1.0, 0.0]])
+    mine = SelectionProblem(J, np.zeros(2), 0.0)
+    J[0, 1] = 5.0  # the problem holds its own copy
+    assert mine.J[0, 1] == 1.0 and mine.J.dtype == np.float64
+    for kwargs, match in [
+        ({"J": np.array([[0.0, 1.0], [2.0, 0.0]])}, "J must be symmetric"),
+        ({"J": np.eye(2)}, "zero diagonal"),
+        ({"J": np.zeros((3, 3))}, r"J must have shape \(2, 2\)"),
+        ({"h": np.array([np.nan, 0.0])}, "finite"),
+        ({"offset": np.inf}, "offset must be finite"),
+        ({"cardinality": 3}, r"cardinality must be an integer in 0..n=2"),
+        ({"cardinality": 1, "penalty": 2.0}, "carries no penalty"),
+        ({"penalty": -1.0}, "penalty must be a finite number >= 0"),
+    ]:
+        args = {"J": np.zeros((2, 2)), "h": np.zeros(2), "offset": 0.0, **kwargs}
+        with pytest.raises(ValueError, match=match):
+            SelectionProblem(**args)
+
+
+def test_public_names_of_the_package():
+    import qkrum.qubo as qubo
+
+    for name in ("selection_qubo", "suspicion_penalty", "suspicion_qubo", "penalty_bound", "penalty_weight",
+                 "qubo_energy", "objective_value", "OBJECTIVES", "solve_selection", "repair", "CERTIFY_MAX_SUBSETS",
+                 "DEFAULT_SWEEPS", "SelectionSolution", "CardinalityRepairWarning", "SelectionProblem",
+                 "selection_problem", "problem_from_qubo", "selection_coefficients", "exhaustive_optimum"):
+        assert name in qubo.__all__ and hasattr(qubo, name)

@@ -10,7 +10,7 @@ import pytest
 import qkrum
 from conftest import ref_cosine
 from qkrum import attacks, metrics
-from qkrum.qubo_selection import CardinalityRepairWarning, objective_value, repair, solve_selection
+from qkrum.qubo import CardinalityRepairWarning, objective_value, repair, solve_selection
 from qkrum.synthetic import honest_updates
 
 

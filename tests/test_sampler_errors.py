@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 import qkrum
-from qkrum.anneal import ExactSolver, SamplerError, _backend, get_sampler, solve_qubo
+from qkrum import _native
+from qkrum.anneal import ExactSolver, SamplerError, get_sampler, solve_qubo
 from qkrum.anneal.adapter import MissingCredentialsError
 from qkrum.errors import CardinalityRepairWarning
-from qkrum.qubo_selection import solve_selection
+from qkrum.qubo import solve_selection
 
 
 def distances(rng, n):
@@ -101,9 +102,17 @@ def test_sampler_type_error_is_a_sampler_error(rng):
 
 
 def test_a_sampler_error_is_never_wrapped_twice(rng):
+    want = f"sampler {__name__}.Base failed: ValueError: internal solver failure"
     with pytest.raises(qkrum.SamplerError) as info:
         qkrum.select(updates(rng), 2, method="qubo", sampler=Nested())
-    assert str(info.value) == f"sampler {__name__}.Base failed: ValueError: internal solver failure"
+    assert str(info.value) == want
+    # Passed on as is, chained to what the inner sampler raised (not to itself).
+    assert isinstance(info.value.__cause__, ValueError) and info.value.__cause__ is not info.value
+    for solve in (lambda: solve_selection(distances(rng, 6), 3, sampler=Nested()),
+                  lambda: solve_qubo(np.eye(3), sampler=Nested())):
+        with pytest.raises(SamplerError) as info:
+            solve()
+        assert str(info.value) == want and isinstance(info.value.__cause__, ValueError)
 
 
 @pytest.mark.parametrize("kwargs,exc,match", [
@@ -219,7 +228,7 @@ def test_too_many_clients_are_dropped_with_a_warning(rng):
     with pytest.warns(CardinalityRepairWarning, match=r"lam='paper' may be too weak to enforce \|S\| = m"):
         solve_selection(distances(rng, 7), 4, sampler=Answers(range(7)), lam="paper")
     assert issubclass(CardinalityRepairWarning, UserWarning)
-    assert qkrum.qubo_selection.CardinalityRepairWarning is CardinalityRepairWarning
+    assert qkrum.qubo.CardinalityRepairWarning is CardinalityRepairWarning
 
 
 def test_too_few_clients_are_added_and_the_count_reaches_selection_info(rng):
@@ -239,7 +248,7 @@ def test_no_warning_without_a_repair(rng):
 
 @pytest.mark.parametrize("sampler", [None, "exact"])
 def test_forced_python_implementation_is_recorded(monkeypatch, rng, sampler):
-    monkeypatch.setattr(_backend, "core", None)  # as QKRUM_IMPLEMENTATION=python does
+    monkeypatch.setattr(_native, "core", None)  # as QKRUM_IMPLEMENTATION=python does
     sol = solve_selection(distances(rng, 7), 4, sampler=sampler, num_reads=20, seed=0)
     assert sol.implementation == "python"
     sel = qkrum.select(updates(rng), 2, method="qubo", sampler=sampler, num_reads=20)

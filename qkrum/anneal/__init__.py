@@ -4,19 +4,27 @@
   NumPy fallback), a ``dimod.Sampler`` with dwave-samplers' keyword names.
 * :class:`ExactSolver` / :func:`exact_ground_state`: exhaustive ground states (all ``2^n``
   states, or all ``C(n, m)`` subsets), the ground truth for small problems.
-* :func:`solve_qubo`: solve a NumPy QUBO with any dimod sampler, including D-Wave's
-  ``LeapHybridSampler`` and QPU composites (:func:`leap_hybrid_sampler`, :func:`qpu_sampler`);
-  a sampler's failure is a :class:`SamplerError` (the class :func:`qkrum.select` raises).
+* :func:`sample_problem`: solve a :class:`qkrum.qubo.SelectionProblem` with any dimod
+  sampler (:func:`resolve_sampler`), including D-Wave's ``LeapHybridSampler`` and QPU
+  composites (:func:`leap_hybrid_sampler`, :func:`qpu_sampler`); :func:`solve_qubo` does the
+  same for a NumPy QUBO. A sampler that keeps ``Σx = m`` declares ``"cardinality"`` in its
+  ``parameters`` (:func:`keeps_cardinality`). A sampler's failure is a
+  :class:`SamplerError` (the class :func:`qkrum.select` raises).
 """
 
 from qkrum.anneal.adapter import (
     MissingCredentialsError,
     QUBOSolution,
+    SAMPLER_NAMES,
     SamplerError,
+    bqm_from_problem,
     bqm_from_qubo,
     get_sampler,
+    keeps_cardinality,
     leap_hybrid_sampler,
     qpu_sampler,
+    resolve_sampler,
+    sample_problem,
     solve_qubo,
 )
 from qkrum.anneal.exact import ExactSolver, exact_ground_state
@@ -27,14 +35,19 @@ __all__ = [
     "ExactSolver",
     "MissingCredentialsError",
     "QUBOSolution",
+    "SAMPLER_NAMES",
     "SamplerError",
     "SimulatedAnnealingSampler",
+    "bqm_from_problem",
     "bqm_from_qubo",
     "default_beta_range",
     "exact_ground_state",
     "get_sampler",
+    "keeps_cardinality",
     "leap_hybrid_sampler",
     "make_beta_schedule",
     "qpu_sampler",
+    "resolve_sampler",
+    "sample_problem",
     "solve_qubo",
 ]

@@ -1,11 +1,15 @@
-"""Solve a NumPy QUBO with any dimod sampler.
+"""Solve a selection problem (or a NumPy QUBO) with any dimod sampler.
 
-:func:`solve_qubo` converts the matrix to a ``dimod.BinaryQuadraticModel`` with vectorised
-NumPy (no Python loop over the ``n²`` entries), runs the sampler, checks what came back
-(every variable present, values in {0, 1}, energies recomputed from the model) and
-returns the lowest-energy sample with its timing.
+:func:`sample_problem` is the one way a problem reaches a sampler: it takes a
+:class:`qkrum.qubo.SelectionProblem`, converts it to a ``dimod.BinaryQuadraticModel``
+exactly once (from NumPy vectors of the dense couplings, no Python loop over the ``n²``
+entries), runs the sampler, checks what came back (every variable present, values in
+{0, 1}, energies recomputed from the model) and returns the lowest-energy sample with its
+timing. :func:`solve_qubo` does the same for a QUBO matrix.
 
-Samplers by name (:func:`get_sampler`): ``"qkrum"`` (default, :class:`SimulatedAnnealingSampler`),
+Samplers: :func:`resolve_sampler` turns ``None`` (qkrum's
+:class:`SimulatedAnnealingSampler`), a name (:func:`get_sampler`) or an instance into the
+sampler that runs. Names: ``"qkrum"`` (default, :class:`SimulatedAnnealingSampler`),
 ``"exact"`` (:class:`ExactSolver`), ``"dimod-exact"`` (``dimod.ExactSolver``),
 ``"dwave-sa"`` (dwave-samplers' ``SimulatedAnnealingSampler``), ``"leap-hybrid"``
 (D-Wave's ``LeapHybridSampler``; pass ``time_limit=`` to :func:`solve_qubo`) and ``"qpu"``
@@ -14,14 +18,25 @@ Samplers by name (:func:`get_sampler`): ``"qkrum"`` (default, :class:`SimulatedA
 :class:`MissingCredentialsError` saying how to configure it, before any network call, and
 never fall back to a local solver.
 
+Keeping the cardinality is a declared capability (:func:`keeps_cardinality`): a sampler
+that keeps ``Σx = m`` in every state declares ``"cardinality"`` in its ``parameters`` (dimod's
+way for a sampler to declare the keywords it accepts) and accepts
+``sample(bqm, cardinality=m)``; a third-party sampler that does so gets the objective alone
+(``problem.cardinality=m``) from :func:`qkrum.qubo.solve_selection`, every other sampler
+the penalised problem. qkrum's :class:`SimulatedAnnealingSampler` and :class:`ExactSolver`
+declare it. qkrum's annealer is also told ``swap_moves=`` from the problem (on when the
+problem carries a penalty), so it need not guess from the couplings.
+
 Failures are :class:`qkrum.errors.SamplerError` (a ``RuntimeError``, also raised by
-:func:`qkrum.select`): whatever a sampler raises from ``sample`` (or a cloud sampler from its
-constructor, which contacts the API), and answers that cannot be a solution. The message
-names the sampler by its type (``module.qualname``), says what it raised and, for a chained
-exception, its root cause (a timeout is often a network error underneath), with a hint for
-network errors; the original exception is chained. The exception: a ``ValueError`` or
-``TypeError`` from qkrum's own samplers, which check every argument before they anneal, is
-a bad option and reaches the caller as is.
+:func:`qkrum.select`), made in one place, :func:`sampler_failure`: whatever a sampler raises
+from ``sample`` (or a cloud sampler from its constructor, which contacts the API), and
+answers that cannot be a solution. A SamplerError raised inside a sampler (a composite that
+runs qkrum itself) passes through as is, never wrapped twice. The message names the sampler
+by its type (``module.qualname``), says what it raised and, for a chained exception, its
+root cause (a timeout is often a network error underneath), with a hint for network
+errors; the original exception is chained. The exception: a ``ValueError`` or ``TypeError``
+from qkrum's own samplers, which check every argument before they anneal, is a bad option
+and reaches the caller as is.
 """
 
 from __future__ import annotations
@@ -33,20 +48,27 @@ from typing import Any, NamedTuple
 import dimod
 import numpy as np
 
+from qkrum._optional import require
 from qkrum.anneal.exact import ExactSolver
 from qkrum.anneal.sampler import SimulatedAnnealingSampler
 from qkrum.errors import SamplerError
+from qkrum.qubo.problem import SelectionProblem, problem_from_qubo
 
 __all__ = [
     "MissingCredentialsError",
     "QUBOSolution",
     "SAMPLER_NAMES",
     "SamplerError",
+    "bqm_from_problem",
     "bqm_from_qubo",
     "get_sampler",
+    "keeps_cardinality",
     "leap_hybrid_sampler",
     "qpu_sampler",
     "qubo_vectors",
+    "resolve_sampler",
+    "sample_problem",
+    "sampler_failure",
     "sampler_label",
     "solve_qubo",
 ]
@@ -112,29 +134,32 @@ def sampler_failure(sampler: Any, exc: BaseException, what: str = "failed") -> S
     return SamplerError(text)
 
 
+def problem_vectors(problem: SelectionProblem) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(linear, (irow, icol, quadratic))``: the problem's ``h`` and its nonzero
+    upper-triangular couplings, the vectors dimod and the kernels take."""
+    irow, icol = np.nonzero(np.triu(problem.J, 1))
+    return problem.h.copy(), (irow.astype(np.int64), icol.astype(np.int64), problem.J[irow, icol])
+
+
 def qubo_vectors(Q: Any) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``(linear, (irow, icol, quadratic))`` of a square QUBO matrix.
 
     ``Q`` may be upper-triangular (as :func:`qkrum.qubo.selection_qubo` returns) or full:
     the coefficient of ``x_i x_j`` (``i < j``) is ``Q_ij + Q_ji``.
     """
-    Q = np.asarray(Q, dtype=np.float64)
-    if Q.ndim != 2 or Q.shape[0] != Q.shape[1]:
-        raise ValueError(f"Q must be a square matrix, got shape {Q.shape}")
-    if not np.all(np.isfinite(Q)):
-        i, j = np.argwhere(~np.isfinite(Q))[0]
-        raise ValueError(f"Q must be finite, got Q[{i}, {j}]={Q[i, j]}")
-    pair = np.triu(Q, 1) + np.tril(Q, -1).T
-    irow, icol = np.nonzero(pair)
-    return np.diag(Q).copy(), (irow.astype(np.int64), icol.astype(np.int64), pair[irow, icol])
+    return problem_vectors(problem_from_qubo(Q))
+
+
+def bqm_from_problem(problem: SelectionProblem) -> dimod.BinaryQuadraticModel:
+    """The problem as a BINARY ``dimod.BinaryQuadraticModel`` over variables ``0..n-1``,
+    built from NumPy vectors (the nonzero upper-triangular couplings of ``J``)."""
+    linear, quadratic = problem_vectors(problem)
+    return dimod.BinaryQuadraticModel.from_numpy_vectors(linear, quadratic, problem.offset, dimod.BINARY)
 
 
 def bqm_from_qubo(Q: Any, offset: float = 0.0) -> dimod.BinaryQuadraticModel:
     """A BINARY ``dimod.BinaryQuadraticModel`` over variables ``0..n-1``."""
-    linear, quadratic = qubo_vectors(Q)
-    if not np.isfinite(offset):
-        raise ValueError(f"offset must be finite, got offset={offset}")
-    return dimod.BinaryQuadraticModel.from_numpy_vectors(linear, quadratic, float(offset), dimod.BINARY)
+    return bqm_from_problem(problem_from_qubo(Q, offset))
 
 
 def _require_credentials(config_file=None, profile=None) -> None:
@@ -200,15 +225,16 @@ def _make_cloud_sampler(cls, *args: Any, **kwargs: Any):
 def leap_hybrid_sampler(*, config_file: str | None = None, profile: str | None = None, **kwargs: Any):
     """D-Wave's ``LeapHybridSampler`` (``time_limit`` goes to :func:`solve_qubo`)."""
     _require_credentials(config_file, profile)
-    from dwave.system import LeapHybridSampler
-
+    LeapHybridSampler = require("dwave.system", "dwave", "the Leap hybrid sampler",
+                                package="dwave-system").LeapHybridSampler
     return _make_cloud_sampler(LeapHybridSampler, config_file=config_file, profile=profile, **kwargs)
 
 
 def qpu_sampler(*, config_file: str | None = None, profile: str | None = None, **kwargs: Any):
     """``EmbeddingComposite(DWaveSampler())`` on a D-Wave QPU."""
     _require_credentials(config_file, profile)
-    from dwave.system import DWaveSampler, EmbeddingComposite
+    system = require("dwave.system", "dwave", "the D-Wave QPU sampler", package="dwave-system")
+    DWaveSampler, EmbeddingComposite = system.DWaveSampler, system.EmbeddingComposite
 
     return EmbeddingComposite(_make_cloud_sampler(DWaveSampler, config_file=config_file, profile=profile, **kwargs))
 
@@ -225,7 +251,8 @@ def get_sampler(name: str, **kwargs: Any):
         try:
             from dwave.samplers import SimulatedAnnealingSampler as DWaveSA
         except ImportError:
-            raise ImportError('sampler "dwave-sa" needs dwave-samplers: pip install dwave-samplers') from None
+            raise ImportError('sampler "dwave-sa" needs dwave-samplers, which is not installed; install it with: '
+                              "pip install 'qkrum[bench]' (or pip install dwave-samplers)") from None
         return DWaveSA(**kwargs)
     if name == "leap-hybrid":
         return leap_hybrid_sampler(**kwargs)
@@ -234,31 +261,14 @@ def get_sampler(name: str, **kwargs: Any):
     raise ValueError(f"unknown sampler={name!r}; valid names: {', '.join(SAMPLER_NAMES)}")
 
 
-def keeps_cardinality(sampler) -> bool:
-    """Whether ``sampler`` can keep exactly m variables at 1 in every state (qkrum's own)."""
-    return isinstance(sampler, (SimulatedAnnealingSampler, ExactSolver))
-
-
-def solve_qubo(Q: Any, offset: float = 0.0, *, sampler: Any = None, cardinality: int | None = None,
-               **params: Any) -> QUBOSolution:
-    """Lowest-energy sample of the QUBO ``x·diag(Q) + Σ_{i<j} (Q_ij + Q_ji) x_i x_j + offset``.
-
-    Args:
-        Q: square matrix (upper-triangular or full), finite.
-        sampler: a dimod sampler instance, a name from :data:`SAMPLER_NAMES`, or None for
-            qkrum's annealer.
-        cardinality: keep exactly this many variables at 1 (qkrum's annealer and exact
-            solver only; other samplers need the constraint as a penalty inside ``Q``).
-        **params: passed to ``sampler.sample`` (``num_reads``, ``seed``, ``time_limit``, ...).
-    """
-    bqm = bqm_from_qubo(Q, offset)
-    n = bqm.num_variables
-    if n < 1:
-        raise ValueError("Q must have at least one variable, got shape (0, 0)")
+def resolve_sampler(sampler: Any = None):
+    """The sampler that runs: ``None`` → qkrum's :class:`SimulatedAnnealingSampler`, a name →
+    :func:`get_sampler`, an instance → itself. A class, or an object without a ``sample``
+    method, is a ``TypeError``."""
     if sampler is None:
-        sampler = SimulatedAnnealingSampler()
-    elif isinstance(sampler, str):
-        sampler = get_sampler(sampler)
+        return SimulatedAnnealingSampler()
+    if isinstance(sampler, str):
+        return get_sampler(sampler)
     if isinstance(sampler, type):  # its sample() would fail for want of self, reported as a sampler failure
         raise TypeError(f"sampler must be a sampler instance, got the class {sampler_label(sampler)}; "
                         f"pass {sampler.__name__}()")
@@ -266,18 +276,62 @@ def solve_qubo(Q: Any, offset: float = 0.0, *, sampler: Any = None, cardinality:
         got = (repr(sampler) if isinstance(sampler, (int, float, complex, bytes))
                else f"an object of type {sampler_label(sampler)}, which has no sample method")
         raise TypeError(f"sampler must be a dimod sampler or one of {SAMPLER_NAMES}, got {got}")
-    sampler_name = type(sampler).__name__
-    own = keeps_cardinality(sampler)
-    if cardinality is not None:
-        if not own:
+    return sampler
+
+
+def keeps_cardinality(sampler: Any) -> bool:
+    """Whether ``sampler`` keeps exactly ``m`` variables at 1 in every state when called as
+    ``sample(bqm, cardinality=m)``: it declares ``"cardinality"`` in its ``parameters``
+    (see the module docs)."""
+    try:
+        return "cardinality" in (getattr(sampler, "parameters", None) or {})
+    except TypeError:  # parameters that are no container declare nothing
+        return False
+
+
+def _is_qkrum_sampler(sampler: Any) -> bool:
+    """qkrum's own samplers: they check every argument before they run (so their
+    ValueError/TypeError is a bad option) and say which kernel ran."""
+    return isinstance(sampler, (SimulatedAnnealingSampler, ExactSolver))
+
+
+def sample_problem(problem: SelectionProblem, sampler: Any = None, **params: Any) -> QUBOSolution:
+    """Lowest-energy sample of ``problem`` from ``sampler`` (see the module docs).
+
+    Args:
+        problem: a :class:`qkrum.qubo.SelectionProblem`; with ``problem.cardinality=m`` the
+            sampler must keep ``Σx = m`` (:func:`keeps_cardinality`) and is called with
+            ``cardinality=m``.
+        sampler: a dimod sampler instance, a name from :data:`SAMPLER_NAMES`, or None for
+            qkrum's annealer (:func:`resolve_sampler`).
+        **params: passed to ``sampler.sample`` (``num_reads``, ``seed``, ``time_limit``, ...).
+            qkrum's annealer also gets ``cardinality`` and ``swap_moves`` from the problem
+            unless they are given here (``swap_moves`` is left to the annealer when the
+            problem's penalty is unknown, as for :func:`solve_qubo`).
+    """
+    if not isinstance(problem, SelectionProblem):
+        raise TypeError(f"problem must be a qkrum.qubo.SelectionProblem, got {sampler_label(problem)}")
+    sampler = resolve_sampler(sampler)
+    if problem.cardinality is not None:
+        if not keeps_cardinality(sampler):
             raise ValueError(
-                f"sampler {sampler_label(sampler)} cannot keep cardinality={cardinality}; build Q with the "
-                "penalty (qkrum.qubo.selection_qubo(..., lam=None)) and pass cardinality=None")
-        params["cardinality"] = cardinality
+                f"sampler {sampler_label(sampler)} cannot keep cardinality={problem.cardinality}: it does not "
+                "declare 'cardinality' in its parameters; give it the problem with the penalty instead "
+                "(qkrum.qubo.selection_problem(D, m), or Q from qkrum.qubo.selection_qubo(..., lam=None) "
+                "with cardinality=None)")
+        params["cardinality"] = problem.cardinality
+    if isinstance(sampler, SimulatedAnnealingSampler):
+        params.setdefault("cardinality", None)
+        if problem.penalty is not None:
+            params.setdefault("swap_moves", params["cardinality"] is None and problem.penalty > 0)
+    bqm = bqm_from_problem(problem)
+    own = _is_qkrum_sampler(sampler)
 
     t0 = time.perf_counter()
     try:
         sampleset = sampler.sample(bqm, **params)
+    except SamplerError:
+        raise  # already made by sampler_failure (a composite running qkrum): never wrapped twice
     except Exception as exc:
         if own and isinstance(exc, (TypeError, ValueError)):
             raise  # qkrum's samplers check every argument before annealing: a bad option, reported as is
@@ -288,13 +342,32 @@ def solve_qubo(Q: Any, offset: float = 0.0, *, sampler: Any = None, cardinality:
     record = sampleset.record
     energies = bqm.energies((record.sample, sampleset.variables))
     best = int(np.argmin(energies))
-    order = [sampleset.variables.index(v) for v in range(n)]
+    order = [sampleset.variables.index(v) for v in range(problem.n)]
     sample = np.asarray(record.sample[best, order], dtype=np.int8)
     timing = {"wall_s": wall, **dict(sampleset.info.get("timing", {}))}
     implementation = None
     if own:  # the annealer says which kernel ran in its answer; the exact solver in its properties
         implementation = sampleset.info.get("implementation") or sampler.properties.get("implementation")
-    return QUBOSolution(sample, float(energies[best]), sampler_name, timing, sampleset, implementation)
+    return QUBOSolution(sample, float(energies[best]), type(sampler).__name__, timing, sampleset, implementation)
+
+
+def solve_qubo(Q: Any, offset: float = 0.0, *, sampler: Any = None, cardinality: int | None = None,
+               **params: Any) -> QUBOSolution:
+    """Lowest-energy sample of the QUBO ``x·diag(Q) + Σ_{i<j} (Q_ij + Q_ji) x_i x_j + offset``.
+
+    Args:
+        Q: square matrix (upper-triangular or full), finite.
+        sampler: a dimod sampler instance, a name from :data:`SAMPLER_NAMES`, or None for
+            qkrum's annealer.
+        cardinality: keep exactly this many variables at 1 (samplers that declare
+            ``"cardinality"``, as qkrum's annealer and exact solver do; other samplers need
+            the constraint as a penalty inside ``Q``).
+        **params: passed to ``sampler.sample`` (``num_reads``, ``seed``, ``time_limit``, ...).
+
+    The matrix becomes a :class:`qkrum.qubo.SelectionProblem` whose penalty is unknown
+    (:func:`qkrum.qubo.problem_from_qubo`), solved by :func:`sample_problem`.
+    """
+    return sample_problem(problem_from_qubo(Q, offset, cardinality=cardinality), sampler, **params)
 
 
 def _some(labels: set) -> str:

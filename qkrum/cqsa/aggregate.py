@@ -56,13 +56,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qkrum import metrics
-from qkrum._validation import as_client_matrix, check_int, check_probability
+from qkrum import _pytree, metrics
+from qkrum._validation import as_client_matrix, as_key, check_int, check_probability
 from qkrum.cqsa.noise import check_noise_mode, ghz_fidelity_closed_form, readout_visibility_closed_form
 from qkrum.cqsa.screening import (
     DEFAULT_COS_THRESHOLD,
     DEFAULT_KAPPA,
     check_rule_params,
+    check_screening_rule,
     screen_rule,
     screen_select,
 )
@@ -107,11 +108,7 @@ class CQSAResult(NamedTuple):
 
 
 def _as_key(seed: Any) -> jax.Array:
-    if isinstance(seed, jax.Array) and jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
-        return seed
-    if isinstance(seed, jax.Array) and seed.dtype == jnp.uint32 and seed.shape == (2,):
-        return jax.random.wrap_key_data(seed)  # a legacy PRNGKey
-    return jax.random.key(check_int("seed", seed, minimum=0))
+    return as_key(seed, "seed", seeds=True)
 
 
 def _check_clip(clip: Any) -> float:
@@ -177,16 +174,7 @@ def _cluster_sums(key, x, cid, alpha, vis, clip, num_clusters, shots, model):
 
 
 def _unflatten(updates: Any, flat: jax.Array) -> Any:
-    if hasattr(updates, "shape") and hasattr(updates, "dtype"):
-        return flat.reshape(tuple(updates.shape[1:]))
-    leaves, treedef = jax.tree_util.tree_flatten(updates)
-    out, start = [], 0
-    for leaf in leaves:
-        shape = tuple(np.shape(leaf)[1:])
-        size = int(np.prod(shape, dtype=np.int64))
-        out.append(flat[start:start + size].reshape(shape))
-        start += size
-    return jax.tree_util.tree_unflatten(treedef, out)
+    return _pytree.unflatten(flat, _pytree.layout(updates))
 
 
 def cqsa_aggregate(
@@ -239,11 +227,15 @@ def cqsa_aggregate(
     if screen == "rule":
         cos_threshold, kappa = check_rule_params(cos_threshold, kappa)
     elif screen is not None:
-        from qkrum.selection import METHODS
+        from qkrum.rules import RULES, Rule
 
-        if not isinstance(screen, str) or screen not in METHODS:
-            raise ValueError(f"screen must be None, 'rule' or a qkrum.select method "
-                             f"({', '.join(sorted(METHODS))}), got screen={screen!r}")
+        if not isinstance(screen, Rule):
+            try:
+                check_screening_rule(screen, {k: v for k, v in (screen_options or {}).items()
+                                              if k not in ("project", "m", "norm_guard", "dtype")})
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"screen must be None, 'rule' or a qkrum.select method or rule "
+                                 f"({', '.join(sorted(RULES))}), got screen={screen!r}: {exc}") from None
         if f is None:
             raise ValueError(f"screen={screen!r} needs f, the number of Byzantine clients to tolerate")
         f = check_int("f", f, minimum=0, maximum=n - 1)

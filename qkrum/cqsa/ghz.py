@@ -60,6 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qkrum._validation import check_int, check_probability
+from qkrum.cqsa.angles import wrap_angle
 from qkrum.cqsa.noise import (
     check_noise_mode,
     depolarize_qubit,
@@ -82,6 +83,7 @@ __all__ = [
     "readout_expectations",
     "reduced_density_matrix",
     "sample_readout",
+    "sample_readout_unchecked",
 ]
 
 #: A density matrix of ``k`` qubits has ``4^k`` complex entries: 268 MB at k = 12 in
@@ -141,21 +143,6 @@ def _phase_factors(phases: np.ndarray) -> jax.Array:
     # even when the simulation runs in complex64.
     return jnp.asarray(np.exp(1j * np.remainder(phases, 2.0 * np.pi)), _complex_dtype())
 
-
-def _wrap(angle: float) -> float:
-    """Reduce to (-pi, pi]; atan2 may return exactly -pi, which is the same angle as pi."""
-    angle = math.remainder(angle, 2.0 * math.pi)
-    return math.pi if angle <= -math.pi else angle
-
-
-# ---------------------------------------------------------------------------------------
-# The circuit, as pure functions on the state (traced once per k under jit)
-# ---------------------------------------------------------------------------------------
-# The state is a flat (2^k,) vector or a (2^k, 2^k) matrix. A one-qubit gate on qubit q
-# works on the (L, 2, R) view (L = 2^q), a CNOT is a gather with a precomputed basis
-# permutation, and an optimization barrier after every gate stops XLA from fusing the
-# whole circuit into one expression: with high-rank views and where/flip CNOTs, that
-# fusion took minutes to compile at k = 8.
 
 def _split(q: int, k: int) -> tuple[int, int]:
     return 1 << q, 1 << (k - q - 1)
@@ -410,10 +397,10 @@ def sample_readout(key: jax.Array, expectation: Any, shots: int) -> tuple[jax.Ar
     ``2 * count / shots - 1``; the X and Y counts use the two halves of ``split(key)``.
     """
     shots = check_int("shots", shots, minimum=1)
-    return _sample_readout(key, jnp.asarray(expectation), float(shots))
+    return sample_readout_unchecked(key, jnp.asarray(expectation), float(shots))
 
 
-def _sample_readout(key: jax.Array, z: jax.Array, shots: Any) -> tuple[jax.Array, jax.Array]:
+def sample_readout_unchecked(key: jax.Array, z: jax.Array, shots: Any) -> tuple[jax.Array, jax.Array]:
     """:func:`sample_readout` without the checks; ``shots`` may be traced."""
     kx, ky = jax.random.split(key)
     # Rounding can put <X> a hair outside [-1, 1]; clamp the probabilities.
@@ -465,7 +452,7 @@ def measure_cluster(
     else:
         xs, ys = sample_readout(jax.random.key(seed), z, shots)
         x, y = float(xs), float(ys)
-    return ClusterReadout(_wrap(math.atan2(y, x)), x, y, ex, ey, shots)
+    return ClusterReadout(float(wrap_angle(math.atan2(y, x))), x, y, ex, ey, shots)
 
 
 def phase_sum(phases: Any, *, lam: float = 0.0, shots: int | None = None, seed: int = 0) -> float:

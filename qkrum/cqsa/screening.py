@@ -53,7 +53,7 @@ import numpy as np
 from qkrum._validation import check_int
 
 __all__ = ["DEFAULT_COS_THRESHOLD", "DEFAULT_KAPPA", "MAD_SCALE", "cluster_byzantine_bound", "screen_rule",
-           "screen_select"]
+           "check_screening_rule", "screen_select"]
 
 #: Default cosine threshold of :func:`screen_rule` [ours].
 DEFAULT_COS_THRESHOLD = 0.0
@@ -123,31 +123,49 @@ def cluster_byzantine_bound(f: Any, num_clusters: Any) -> int:
     return max(0, min(f, num_clusters - 3))
 
 
-def screen_select(cluster_means: Any, f: Any, method: str, *, seed: Any = 0,
+def check_screening_rule(method: Any, options: dict | None = None):
+    """The :class:`qkrum.Rule` a screen runs: a name, chain spec or rule that selects (its
+    aggregate is the mean of the selected clusters), validated with its ``options``."""
+    from qkrum.rules import as_rule
+
+    try:
+        rule = as_rule(method, options)
+    except ValueError as exc:
+        if isinstance(method, str) and str(exc).startswith("unknown method="):
+            raise ValueError(f"unknown screening method={method!r}; valid: 'rule' or {str(exc).split('; ', 1)[1]}") from None
+        raise
+    if not rule.selects:
+        raise ValueError(f"method {rule.spec!r} aggregates with a robust statistic rather than selecting clients; "
+                         "CQSA screening needs a selecting method (multikrum, qubo, cascade, multisignal)")
+    return rule
+
+
+def screen_select(cluster_means: Any, f: Any, method: Any, *, seed: Any = 0,
                   options: dict | None = None) -> tuple[np.ndarray, dict]:
     """Flag the clusters that ``qkrum.select(cluster_means, f_clusters, method=method)``
     leaves out, ``f_clusters = cluster_byzantine_bound(f, C)``.
 
     ``options`` are passed to :func:`qkrum.select` (``project``, ``m``, and the method's
-    own options). A method that aggregates by a robust statistic instead of selecting
-    (``combine`` set) is rejected: a flagged set is needed.
+    own options). ``method`` is a name, a chain spec or a :class:`qkrum.Rule`. A rule
+    that aggregates by a robust statistic instead of selecting is rejected: a flagged set
+    is needed.
     """
-    from qkrum.selection import METHODS, select
+    from qkrum.rules import as_rule
+    from qkrum.selection import select
 
-    if method not in METHODS:
-        raise ValueError(f"unknown screening method={method!r}; valid: 'rule' or one of {', '.join(sorted(METHODS))}")
+    options = dict(options or {})
+    select_args = {k: options.pop(k) for k in ("project", "m", "norm_guard", "dtype") if k in options}
+    rule = check_screening_rule(method, options)
     means = np.asarray(cluster_means)
     num_clusters = means.shape[0]
     f_clusters = cluster_byzantine_bound(f, num_clusters)
-    info: dict[str, Any] = {"method": method, "f": int(f), "f_clusters": f_clusters}
+    info: dict[str, Any] = {"method": method if isinstance(method, str) else rule.spec, "f": int(f),
+                            "f_clusters": f_clusters}
     if f_clusters == 0:
         info["skipped"] = (f"f_clusters = min(f={int(f)}, C - 3 = {num_clusters - 3}) is 0: no cluster "
                            "can be flagged")
         return np.zeros(num_clusters, dtype=bool), info
-    sel = select(means, f_clusters, method=method, seed=check_int("seed", seed, minimum=0), **(options or {}))
-    if sel.combine is not None:
-        raise ValueError(f"method {method!r} aggregates with a robust statistic rather than selecting clients; "
-                         "CQSA screening needs a selecting method (multikrum, qubo, cascade, multisignal)")
+    sel = select(means, f_clusters, method=rule, seed=check_int("seed", seed, minimum=0), **select_args)
     info["selection"] = {"scores": sel.scores, "m": sel.info["m"],
                          **{k: v for k, v in sel.info.items() if k not in ("n", "f", "m", "timings")}}
     return ~np.asarray(sel.selected, dtype=bool), info

@@ -40,7 +40,7 @@ DEFAULT_SHOTS = 1024
 
 
 def cqsa_server(*, cluster_size: int = 3, lam: float = 0.0, shots: int | None = DEFAULT_SHOTS,
-                clip: float = DEFAULT_CLIP, screen: str | None = "rule", global_qsa: bool = False,
+                clip: float = DEFAULT_CLIP, screen: Any = "rule", global_qsa: bool = False,
                 **options: Any):
     """A CQSA (or global QSA) server step for :func:`qkrum.fl.simulate` (module docs).
 
@@ -78,7 +78,7 @@ def cqsa_server(*, cluster_size: int = 3, lam: float = 0.0, shots: int | None = 
 
     aggregate.name = "qsa" if global_qsa else "cqsa"
     aggregate.config = {"aggregator": aggregate.name, "cluster_size": None if global_qsa else cluster_size,
-                        "lam": lam, "shots": shots, "clip": clip, "screen": screen, **options}
+                        "lam": lam, "shots": shots, "clip": clip, "screen": screen if screen is None or isinstance(screen, str) else str(screen), **options}
     return aggregate
 
 

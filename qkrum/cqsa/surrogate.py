@@ -53,7 +53,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from qkrum._validation import check_int, check_probability
-from qkrum.cqsa.ghz import _sample_readout, readout_expectations, sample_readout
+from qkrum.cqsa.angles import wrap_angle
+from qkrum.cqsa.ghz import sample_readout_unchecked, readout_expectations, sample_readout
 from qkrum.cqsa.noise import check_noise_mode, readout_visibility_closed_form
 
 __all__ = [
@@ -81,12 +82,6 @@ def check_shots(shots: Any) -> int | None:
     return None if shots is None else check_int("shots", shots, minimum=1)
 
 
-def wrap_angle(angle: Any) -> jax.Array:
-    """Reduce angles to ``[-pi, pi]`` (``+-pi`` themselves are kept)."""
-    angle = jnp.asarray(angle)
-    return angle - (2.0 * jnp.pi) * jnp.round(angle / (2.0 * jnp.pi))
-
-
 def phase_error_moments(phi: Any, visibility: Any, shots: int) -> tuple[jax.Array, jax.Array]:
     """Delta-method mean and variance of ``atan2(y, x) - Phi`` for ``S = shots``.
 
@@ -112,7 +107,7 @@ def _estimate(key, phi, v, shots, ideal, model):
         return jnp.where(v > 0, phi, jnp.zeros_like(phi))
     shots = jnp.asarray(shots, phi.dtype)
     if model == "binomial":
-        x, y = _sample_readout(key, v * jnp.exp(1j * phi), shots)
+        x, y = sample_readout_unchecked(key, v * jnp.exp(1j * phi), shots)
         return jnp.arctan2(y, x).astype(phi.dtype)
     if model == "readout":
         c, s = v * jnp.cos(phi), v * jnp.sin(phi)
@@ -126,7 +121,7 @@ def _estimate(key, phi, v, shots, ideal, model):
     mean, var = _moments(phi, v_safe, shots)
     eps = mean + jnp.sqrt(var) * jax.random.normal(k_eps, phi.shape, phi.dtype)
     uniform = jax.random.uniform(k_unif, phi.shape, phi.dtype, -jnp.pi, jnp.pi)
-    return jnp.where(v > 0, wrap_angle(phi + eps), uniform)
+    return jnp.where(v > 0, wrap_angle(jnp.asarray(phi + eps)), uniform)
 
 
 def estimate_phase_unchecked(key, phi, v, shots, model):
@@ -163,10 +158,6 @@ def random_cluster_phases(k: Any, num: Any, *, seed: Any = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-math.pi / k, math.pi / k, size=(num, k))
 
 
-def _wrap_np(angle: np.ndarray) -> np.ndarray:
-    return angle - 2.0 * np.pi * np.round(angle / (2.0 * np.pi))
-
-
 def _draws_per_vector(draws: Any) -> int:
     return check_int("draws", draws, minimum=1)
 
@@ -187,7 +178,7 @@ def exact_phase_errors(phases: Any, *, lam: Any, shots: Any, draws: Any = 1, noi
     zz = jnp.broadcast_to(jnp.asarray(z)[:, None], (z.shape[0], draws))
     x, y = sample_readout(jax.random.key(seed), zz, shots)
     truth = phases.sum(axis=1)[:, None]
-    return _wrap_np(np.arctan2(np.asarray(y, np.float64), np.asarray(x, np.float64)) - truth)
+    return wrap_angle(np.arctan2(np.asarray(y, np.float64), np.asarray(x, np.float64)) - truth)
 
 
 def surrogate_phase_errors(phases: Any, *, lam: Any, shots: Any, draws: Any = 1, noise: str = "state",
@@ -203,4 +194,4 @@ def surrogate_phase_errors(phases: Any, *, lam: Any, shots: Any, draws: Any = 1,
     truth = np.broadcast_to(phases.sum(axis=1)[:, None], (phases.shape[0], draws))
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     est = estimate_phase(jax.random.key(seed), jnp.asarray(truth, dtype), v, shots, model=model)
-    return _wrap_np(np.asarray(est, np.float64) - truth)
+    return wrap_angle(np.asarray(est, np.float64) - truth)

@@ -94,7 +94,9 @@ import numpy as np
 import qkrum
 from qkrum import attacks, metrics
 from qkrum._validation import check_int
-from qkrum.selection import PAPER_PROJECTION, ByzantineMajorityWarning, select
+from qkrum.ensemble import REGIMES
+from qkrum.rules import as_rule
+from qkrum.selection import PAPER_PROJECTION, ByzantineMajorityWarning
 from qkrum.fl.models import model_for
 from qkrum.fl.training import LocalConfig, evaluator, local_trainer, pad_clients
 
@@ -147,6 +149,11 @@ class RunLockedError(RuntimeError):
     """Another process is writing the same ``out`` file (it holds ``out``'s lock file)."""
 
 
+def _method_text(method: Any) -> str:
+    # A name or chain spec is recorded as given (resume files compare it); a Rule by its spec.
+    return method if isinstance(method, str) else as_rule(method).spec
+
+
 def available_methods() -> dict:
     """:data:`qkrum.METHODS`, with the classical baselines registered when installed."""
     try:
@@ -156,25 +163,31 @@ def available_methods() -> dict:
     return qkrum.METHODS
 
 
-def selection_aggregator(method: str = "multikrum", *, m: int | None = None,
+def selection_aggregator(method: Any = "multikrum", *, m: int | None = None,
                          project: int | None = PAPER_PROJECTION, **options: Any) -> Aggregator:
-    """The server step by :func:`qkrum.select`: select, then the method's aggregate.
+    """The server step of :func:`qkrum.aggregator` (the same code as a JAX training loop's):
+    the rule selects on the host, its aggregate is computed from the selection.
 
-    ``method``, ``m``, ``project`` and ``**options`` as for :func:`qkrum.select`; the
-    round's ``key`` becomes its ``seed``. Returns ``info`` with ``selected``, ``regime``
-    (``Selection.info["regime"]`` or None) and ``selection`` (the :class:`qkrum.Selection`).
+    ``method`` (a name, a chain spec such as ``"nnm,multikrum"`` or a :class:`qkrum.Rule`),
+    ``m``, ``project`` and ``**options`` as for :func:`qkrum.select`, validated here; the
+    round's ``key`` is the aggregator's ``key``. Returns ``info`` with ``selected`` (the
+    aggregated clients) and ``regime`` (MultiSignal's, or None).
     """
-    methods = available_methods()
-    if method not in methods:
-        raise ValueError(f"unknown method={method!r}; valid methods: {', '.join(sorted(methods))}")
+    rule = as_rule(method, options)
+    built: dict[tuple[int, int], tuple[Any, Any]] = {}
 
     def aggregate(updates: jax.Array, f: int, key: jax.Array) -> tuple[jax.Array, dict]:
-        seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
-        sel = select(updates, f, method=method, m=m, seed=seed, project=project, **options)
-        return sel.aggregate(updates), {"selected": sel.selected, "regime": sel.info.get("regime"),
-                                        "selection": sel}
+        n = int(updates.shape[0])
+        if (n, f) not in built:  # one aggregator per round shape, as a training loop builds it
+            agg = qkrum.aggregator(f, method=rule, m=m, num_clients=n, project=project)
+            built[(n, f)] = (agg, agg.init())
+        agg, state = built[(n, f)]
+        mean, state = agg.update(updates, state, key=key)
+        regime = int(state.regime)
+        return mean, {"selected": np.asarray(state.selected), "regime": REGIMES[regime] if regime >= 0 else None}
 
-    aggregate.method = method
+    aggregate.rule = rule
+    aggregate.name = rule.spec
     return aggregate
 
 
@@ -476,7 +489,7 @@ def simulate(
     clients: int = 15,
     byzantine: int = 3,
     attack: str = "none",
-    method: str = "multikrum",
+    method: Any = "multikrum",
     rounds: int = 30,
     seed: int = 0,
     partition: str = "dirichlet",
@@ -507,8 +520,9 @@ def simulate(
         dataset: a name in :data:`qkrum.fl.DATASETS` (``"digits"`` needs no download).
         clients, byzantine: ``n`` clients, ``f`` of them Byzantine (``0 <= f < n``).
         attack: a name in :data:`ATTACK_NAMES`; ``attack_options`` are its parameters.
-        method: a :func:`qkrum.select` method (:func:`available_methods`), with
-            ``method_options`` and ``project`` (projection width; None = full updates).
+        method: a rule: a name (:func:`available_methods`), a chain spec such as
+            ``"nnm,multikrum"``, or a :class:`qkrum.Rule`; with ``method_options`` (the
+            final rule's options) and ``project`` (projection width; None = full updates).
             Ignored when ``aggregator`` is given (a custom server step, e.g. CQSA).
         rounds, seed: number of rounds; the seed of every random choice.
         partition, alpha, shards_per_client: the client split (:func:`qkrum.fl.partition`).
@@ -538,7 +552,10 @@ def simulate(
     from qkrum.fl.data import DATASETS, load_dataset
     from qkrum.fl.models import input_shape_for
     from qkrum.fl.partition import PARTITIONS
+    from qkrum._optional import require
     from qkrum.fl.partition import partition as split
+
+    require("flax.linen", "fl", "qkrum.fl.simulate", package="flax")  # before any data is loaded
 
     if data is None and (not isinstance(dataset, str) or dataset not in DATASETS):
         raise ValueError(f"unknown dataset={dataset!r}; valid datasets: {', '.join(DATASETS)}")
@@ -557,7 +574,7 @@ def simulate(
     builtin = aggregator is None
     if builtin:
         aggregator = selection_aggregator(method, project=project, **method_options)
-        server_name = method
+        server_name = _method_text(method)
     else:
         if not callable(aggregator):
             raise TypeError(f"aggregator must be callable (updates, f, key) -> (aggregate, info), got {aggregator!r}")

@@ -1,8 +1,19 @@
-"""The selection QUBOs: the one source of their coefficients.
+"""The selection QUBOs' coefficients and objective, from one formula.
 
 Client selection picks ``m`` of ``n`` clients, ``x_i = 1`` for a selected client, from a
-distance matrix ``D`` (symmetric, zero diagonal, ``D ≥ 0``). A QUBO here is an upper-
-triangular matrix ``Q`` with energy ``E(x) = Σ_i Q_ii x_i + Σ_{i<j} Q_ij x_i x_j + offset``.
+distance matrix ``D`` (symmetric, zero diagonal, ``D ≥ 0``). The energy of a selection is
+``E(x) = h·x + Σ_{i<j} J_ij x_i x_j + offset`` with ``J`` symmetric and zero on the
+diagonal (:class:`qkrum.qubo.SelectionProblem`); the upper-triangular matrix ``Q`` of
+:func:`selection_qubo` holds the same numbers, ``Q_ii = h_i`` and ``Q_ij = J_ij`` (``i < j``).
+
+One formula
+-----------
+:func:`selection_coefficients` is the only place the coefficients are written:
+``(h, J, offset)`` for an objective, a pair penalty and a penalty weight ``λ``.
+:func:`objective_value` evaluates the same function at ``λ = 0``, and the penalty adds
+exactly ``λ(Σx − m)²`` (``λ(1 − 2m)`` to every ``h_i``, ``2λ`` to every ``J_ij``, ``λm²``
+to the offset), so the energy of any selection under a penalised QUBO minus
+``λ(|S| − m)²`` is its objective value, by construction.
 
 Objectives
 ----------
@@ -50,14 +61,14 @@ objective gains ``Σ_{i<j∈S} P_ij``, and ``P ≥ 0`` only adds to the cost of 
 client, so the bounds become ``max_j top_{m−1}(D_j· + P_j·)`` (intra) and
 ``max_j (Σ_i D_ij + top_{m−1}(P_j·))`` (paper).
 """
-
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-__all__ = ["OBJECTIVES", "penalty_bound", "qubo_energy", "selection_qubo", "suspicion_penalty", "suspicion_qubo"]
+__all__ = ["OBJECTIVES", "objective_value", "penalty_bound", "penalty_weight", "qubo_energy", "selection_coefficients",
+           "selection_qubo", "suspicion_penalty", "suspicion_qubo"]
 
 OBJECTIVES = ("paper", "intra")
 
@@ -85,6 +96,29 @@ def _check_distances(D: Any) -> np.ndarray:
     return D
 
 
+def _check_pair_penalty(P: Any, n: int) -> np.ndarray | None:
+    if P is None:
+        return None
+    P = np.asarray(P, dtype=np.float64)
+    if P.shape != (n, n):
+        raise ValueError(f"pair_penalty must have the shape of D, ({n}, {n}), got shape {P.shape}")
+    if not np.all(np.isfinite(P)) or np.any(P < 0):
+        raise ValueError("pair_penalty must be finite and non-negative")
+    return P
+
+
+def _check_objective(objective: str) -> str:
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got objective={objective!r}")
+    return objective
+
+
+def _check_m(m: Any, n: int) -> int:
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 1 <= m <= n:
+        raise ValueError(f"m must be an integer in 1..n={n}, got m={m!r}")
+    return int(m)
+
+
 def _top_row_sums(A: np.ndarray, count: int) -> np.ndarray:
     """Per row, the sum of the ``count`` largest off-diagonal entries."""
     if count <= 0:
@@ -93,11 +127,7 @@ def _top_row_sums(A: np.ndarray, count: int) -> np.ndarray:
     return (-np.sort(-off, axis=1)[:, :count]).sum(axis=1)
 
 
-def penalty_bound(D: Any, m: int, objective: str = "intra", pair_penalty: Any = None) -> float:
-    """The bound ``B`` of the module docs: any ``λ > B`` enforces ``|S| = m``."""
-    D = _check_distances(D)
-    objective = _check_objective(objective)
-    P = None if pair_penalty is None else _check_pair_penalty(pair_penalty, D.shape[0])
+def _bound(D: np.ndarray, m: int, objective: str, P: np.ndarray | None) -> float:
     off = D - np.diag(np.diag(D))
     if objective == "paper":
         rows = off.sum(axis=1)
@@ -107,13 +137,36 @@ def penalty_bound(D: Any, m: int, objective: str = "intra", pair_penalty: Any = 
     return float(_top_row_sums(off if P is None else off + P, m - 1).max())
 
 
-def _check_pair_penalty(P: Any, n: int) -> np.ndarray:
-    P = np.asarray(P, dtype=np.float64)
-    if P.shape != (n, n):
-        raise ValueError(f"pair_penalty must have the shape of D, ({n}, {n}), got shape {P.shape}")
-    if not np.all(np.isfinite(P)) or np.any(P < 0):
-        raise ValueError("pair_penalty must be finite and non-negative")
-    return P
+def penalty_bound(D: Any, m: int, objective: str = "intra", pair_penalty: Any = None) -> float:
+    """The bound ``B`` of the module docs: any ``λ > B`` enforces ``|S| = m``."""
+    D = _check_distances(D)
+    objective = _check_objective(objective)
+    return _bound(D, m, objective, _check_pair_penalty(pair_penalty, D.shape[0]))
+
+
+def _weight(D: np.ndarray, m: int, objective: str, lam: Any, P: np.ndarray | None) -> float:
+    if lam is None:
+        # Strictly above the bound by a margin that survives rounding, also when B = 0
+        # (intra with m = 1, where any λ > 0 works but 1e-308 would not in practice).
+        return _bound(D, m, objective, P) * (1 + _MARGIN) + _MARGIN * max(float(D.max()), 1.0)
+    if isinstance(lam, str):
+        if lam != "paper":
+            raise ValueError(f"lam must be None, 'paper' or a number >= 0, got lam={lam!r}")
+        return 10.0 * float(D.max())
+    lam = float(lam)
+    if not (np.isfinite(lam) and lam >= 0):
+        raise ValueError(f"lam must be None, 'paper' or a finite number >= 0, got lam={lam}")
+    return lam
+
+
+def penalty_weight(D: Any, m: int, objective: str = "intra", lam: Any = None, pair_penalty: Any = None) -> float:
+    """The penalty weight ``λ`` that ``lam`` stands for: ``None``, the provable bound of the
+    module docs (:func:`penalty_bound` plus a margin); ``"paper"``, the paper's ``10 · max D``;
+    a number ``≥ 0``, itself."""
+    D = _check_distances(D)
+    objective = _check_objective(objective)
+    m = _check_m(m, D.shape[0])
+    return _weight(D, m, objective, lam, _check_pair_penalty(pair_penalty, D.shape[0]))
 
 
 def suspicion_penalty(D: Any, *, percentile: float = 10.0, weight: float = 10.0) -> tuple[np.ndarray, float]:
@@ -138,10 +191,39 @@ def suspicion_penalty(D: Any, *, percentile: float = 10.0, weight: float = 10.0)
     return P, tau
 
 
-def _check_objective(objective: str) -> str:
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got objective={objective!r}")
-    return objective
+def _coefficients(D: np.ndarray, m: int, objective: str, lam: float,
+                  P: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """THE formula (validated arguments): ``(h, J, offset)`` of the objective plus
+    ``λ(Σx − m)²``. ``J`` is symmetric with a zero diagonal, built from the upper
+    triangles of ``D`` and ``P`` (which are symmetric up to rounding)."""
+    n = D.shape[0]
+    off = D - np.diag(np.diag(D))
+    if objective == "paper":
+        h = off.sum(axis=1) + lam * (1 - 2 * m)
+        quad = -2.0 * off + 2.0 * lam
+    else:
+        h = np.full(n, lam * (1 - 2 * m))
+        quad = off + 2.0 * lam
+    if P is not None:
+        quad = quad + P
+    upper = np.triu(quad, k=1)
+    return h, upper + upper.T, float(lam * m * m)
+
+
+def selection_coefficients(D: Any, m: int, *, objective: str = "intra", lam: Any = None,
+                           pair_penalty: Any = None) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """``(h, J, offset, λ)``: the selection QUBO ``h·x + Σ_{i<j} J_ij x_i x_j + offset``
+    (``J`` dense, symmetric, zero diagonal) and the penalty weight ``λ`` used.
+
+    Arguments as :func:`selection_qubo`; ``lam=0`` gives the objective alone.
+    """
+    D = _check_distances(D)
+    P = _check_pair_penalty(pair_penalty, D.shape[0])
+    objective = _check_objective(objective)
+    m = _check_m(m, D.shape[0])
+    lam = _weight(D, m, objective, lam, P)
+    h, J, offset = _coefficients(D, m, objective, lam, P)
+    return h, J, offset, lam
 
 
 def selection_qubo(D: Any, m: int, *, objective: str = "intra", lam: Any = None,
@@ -158,39 +240,10 @@ def selection_qubo(D: Any, m: int, *, objective: str = "intra", lam: Any = None,
         pair_penalty: optional ``(n, n)`` non-negative matrix added to every pair's
             coefficient (the suspicion penalty of Eq. 15, :func:`suspicion_penalty`).
     """
-    D = _check_distances(D)
-    P = None if pair_penalty is None else _check_pair_penalty(pair_penalty, D.shape[0])
-    objective = _check_objective(objective)
-    n = D.shape[0]
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 1 <= m <= n:
-        raise ValueError(f"m must be an integer in 1..n={n}, got m={m!r}")
-    m = int(m)
-    if lam is None:
-        # Strictly above the bound by a margin that survives rounding, also when B = 0
-        # (intra with m = 1, where any λ > 0 works but 1e-308 would not in practice).
-        bound = penalty_bound(D, m, objective, P)
-        lam = bound * (1 + _MARGIN) + _MARGIN * max(float(D.max()), 1.0)
-    elif isinstance(lam, str):
-        if lam != "paper":
-            raise ValueError(f"lam must be None, 'paper' or a number >= 0, got lam={lam!r}")
-        lam = 10.0 * float(D.max())
-    else:
-        lam = float(lam)
-        if not (np.isfinite(lam) and lam >= 0):
-            raise ValueError(f"lam must be None, 'paper' or a finite number >= 0, got lam={lam}")
-
-    off = D - np.diag(np.diag(D))
-    if objective == "paper":
-        linear = off.sum(axis=1) + lam * (1 - 2 * m)
-        quad = -2.0 * off + 2.0 * lam
-    else:
-        linear = np.full(n, lam * (1 - 2 * m))
-        quad = off + 2.0 * lam
-    if P is not None:
-        quad = quad + P
-    Q = np.triu(quad, k=1)
-    Q[np.diag_indices(n)] = linear
-    return Q, float(lam * m * m)
+    h, J, offset, _ = selection_coefficients(D, m, objective=objective, lam=lam, pair_penalty=pair_penalty)
+    Q = np.triu(J, k=1)
+    Q[np.diag_indices(h.shape[0])] = h
+    return Q, offset
 
 
 def suspicion_qubo(D: Any, m: int, *, objective: str = "intra", lam: Any = None, percentile: float = 10.0,
@@ -199,6 +252,22 @@ def suspicion_qubo(D: Any, m: int, *, objective: str = "intra", lam: Any = None,
     pair penalty of :func:`suspicion_penalty`."""
     P, _ = suspicion_penalty(D, percentile=percentile, weight=weight)
     return selection_qubo(D, m, objective=objective, lam=lam, pair_penalty=P)
+
+
+def objective_value(D: Any, selected: Any, objective: str = "intra", pair_penalty: Any = None) -> float:
+    """The selection objective without the cardinality penalty: the cut (``"paper"``) or the
+    within-subset distance (``"intra"``) of the selection, plus ``Σ_{i<j∈S} P_ij`` for a
+    pair penalty ``P`` (Eq. 15). It is the energy under the coefficients of
+    :func:`selection_coefficients` at ``λ = 0``, the same formula the QUBOs come from."""
+    D = _check_distances(D)
+    P = _check_pair_penalty(pair_penalty, D.shape[0])
+    objective = _check_objective(objective)
+    selected = np.asarray(selected)
+    if selected.shape != (D.shape[0],):
+        raise ValueError(f"selected must have shape ({D.shape[0]},), got shape {selected.shape}")
+    h, J, _ = _coefficients(D, 0, objective, 0.0, P)
+    inside = np.flatnonzero(selected)
+    return float(h[inside].sum() + np.triu(J[np.ix_(inside, inside)], 1).sum())
 
 
 def qubo_energy(Q: Any, x: Any, offset: float = 0.0) -> np.ndarray:

@@ -1,17 +1,20 @@
 """Choose m of n clients by solving a selection QUBO over a distance matrix (paper IV-C).
 
 :func:`solve_selection` is the shared solver step of every QUBO-based method: it builds
-the QUBO with :func:`qkrum.qubo.selection_qubo`, solves it with any dimod sampler through
-:func:`qkrum.anneal.solve_qubo`, repairs the cardinality if the sampler's answer has
-``|S| ≠ m``, and, for small ``n``, certifies the answer against an exhaustive search.
+the :class:`~qkrum.qubo.SelectionProblem` (:func:`~qkrum.qubo.selection_problem`), solves
+it with any dimod sampler through :func:`qkrum.anneal.adapter.sample_problem`, repairs the
+cardinality if the sampler's answer has ``|S| ≠ m``, and, for small ``n``, certifies the
+answer against an exhaustive search.
 
 How the cardinality is kept
 ---------------------------
-* qkrum's own annealer and exact solver can keep ``|S| = m`` in every state (exchange
-  moves). With ``lam=None`` (the default) they get the objective alone, with no penalty:
-  nothing has to be climbed and ``|S| = m`` holds by construction.
+* A sampler that keeps ``|S| = m`` in every state declares ``"cardinality"`` in its
+  ``parameters`` (:func:`qkrum.anneal.adapter.keeps_cardinality`); qkrum's own annealer and
+  exact solver do (exchange moves). With ``lam=None`` (the default) such a sampler gets
+  the objective alone and ``cardinality=m``, with no penalty: nothing has to be climbed and
+  ``|S| = m`` holds by construction.
 * Other samplers (dwave-samplers, Leap hybrid, QPUs) get the penalised QUBO: ``lam=None``
-  is the provable bound of :mod:`qkrum.qubo`, so their optimum has ``|S| = m``.
+  is the provable bound of :mod:`qkrum.qubo.formulation`, so their optimum has ``|S| = m``.
 * An explicit ``lam`` (e.g. ``"paper"``, the paper's ``10 · max D``) always builds the
   penalised QUBO and solves it as given, also with qkrum's annealer, as the paper does.
 
@@ -23,7 +26,8 @@ is the repair's choice, not the sampler's.
 
 Errors: option errors are ``ValueError``/``TypeError``, raised before any sampler runs
 (qkrum's own samplers check theirs before annealing, too); anything a sampler raises is a
-:class:`qkrum.errors.SamplerError` (see :func:`qkrum.anneal.solve_qubo`).
+:class:`qkrum.errors.SamplerError`, made in one place
+(:func:`qkrum.anneal.adapter.sampler_failure`) and passed on here as is.
 """
 
 from __future__ import annotations
@@ -37,10 +41,11 @@ import numpy as np
 
 from qkrum._validation import check_int
 from qkrum.errors import CardinalityRepairWarning
-from qkrum.qubo import selection_qubo
+from qkrum.qubo.formulation import objective_value
+from qkrum.qubo.problem import SelectionProblem, selection_problem
 
-__all__ = ["CERTIFY_MAX_SUBSETS", "DEFAULT_SWEEPS", "CardinalityRepairWarning", "SelectionSolution", "objective_value",
-           "repair", "solve_selection"]
+__all__ = ["CERTIFY_MAX_SUBSETS", "DEFAULT_SWEEPS", "CardinalityRepairWarning", "SelectionSolution",
+           "exhaustive_optimum", "repair", "solve_selection"]
 
 #: Largest C(n, m) certified by exhaustive search when ``certify=None``.
 CERTIFY_MAX_SUBSETS = 200_000
@@ -67,18 +72,6 @@ class SelectionSolution(NamedTuple):
     implementation: str | None = None
 
 
-def objective_value(D: np.ndarray, selected: np.ndarray, objective: str, pair_penalty: Any = None) -> float:
-    """The selection objective without the cardinality penalty: the cut (``"paper"``) or the
-    within-subset distance (``"intra"``) of the selection, plus ``Σ_{i<j∈S} P_ij`` for a
-    pair penalty ``P`` (Eq. 15)."""
-    inside = np.flatnonzero(selected)
-    extra = 0.0 if pair_penalty is None else float(np.triu(pair_penalty[np.ix_(inside, inside)], 1).sum())
-    if objective == "paper":
-        outside = np.flatnonzero(~selected)
-        return float(D[np.ix_(inside, outside)].sum()) + extra
-    return float(np.triu(D[np.ix_(inside, inside)], 1).sum()) + extra
-
-
 def repair(D: np.ndarray, selected: np.ndarray, m: int) -> tuple[np.ndarray, int]:
     """Add or drop clients by their distance sums to the current selection until ``|S| = m``."""
     selected = np.asarray(selected, dtype=bool).copy()
@@ -96,6 +89,17 @@ def repair(D: np.ndarray, selected: np.ndarray, m: int) -> tuple[np.ndarray, int
     return selected, steps
 
 
+def exhaustive_optimum(problem: SelectionProblem) -> float:
+    """The lowest energy over all ``C(n, m)`` subsets of size ``m = problem.m``: the
+    optimum of the objective, since a penalty vanishes at ``|S| = m``."""
+    from qkrum.anneal import exact_ground_state
+
+    if problem.m is None:
+        raise ValueError("the problem does not say which subset size m to search")
+    Q, offset = problem.qubo()
+    return exact_ground_state(Q, offset, cardinality=problem.m).energy
+
+
 def solve_selection(D: Any, m: int, *, objective: str = "intra", lam: Any = None, sampler: Any = None,
                     seed: int = 0, num_reads: int = 1000, num_sweeps: int | None = None,
                     certify: bool | None = None, sampler_params: dict | None = None,
@@ -106,7 +110,7 @@ def solve_selection(D: Any, m: int, *, objective: str = "intra", lam: Any = None
         D: ``(n, n)`` finite, symmetric, non-negative distances (drop invalid clients first).
         m: clients to select.
         objective: ``"intra"`` or ``"paper"`` (:func:`qkrum.qubo.selection_qubo`).
-        lam: ``None`` (provable penalty, or none with qkrum's cardinality-keeping solvers),
+        lam: ``None`` (provable penalty, or none with a cardinality-keeping sampler),
             ``"paper"`` or a number.
         sampler: ``None`` (qkrum's annealer), a name (``qkrum.anneal.SAMPLER_NAMES``) or a
             dimod sampler instance.
@@ -119,11 +123,9 @@ def solve_selection(D: Any, m: int, *, objective: str = "intra", lam: Any = None
             does so when there are at most :data:`CERTIFY_MAX_SUBSETS` of them.
         sampler_params: further keyword arguments for ``sampler.sample``.
     """
-    from qkrum.anneal import SimulatedAnnealingSampler, exact_ground_state, get_sampler, solve_qubo
-    from qkrum.anneal.adapter import keeps_cardinality
+    from qkrum.anneal.adapter import keeps_cardinality, resolve_sampler, sample_problem
 
     D = np.asarray(D, dtype=np.float64)
-    n = D.shape[0]
     # Checked here, before any sampler runs: a bad count is the caller's error, while what
     # a sampler raises is a SamplerError. None leaves a count to the sampler's default.
     num_reads = None if num_reads is None else check_int("num_reads", num_reads, minimum=1)
@@ -131,13 +133,11 @@ def solve_selection(D: Any, m: int, *, objective: str = "intra", lam: Any = None
     seed = None if seed is None else check_int("seed", seed, minimum=0, maximum=2**64 - 1)
     params = dict(sampler_params or {})
     t0 = time.perf_counter()
-    if sampler is None:
-        sampler = SimulatedAnnealingSampler()
-    elif isinstance(sampler, str):
-        sampler = get_sampler(sampler)
+    sampler = resolve_sampler(sampler)
     cardinality_mode = lam is None and keeps_cardinality(sampler)
-    Q, offset = selection_qubo(D, m, objective=objective, lam=0 if cardinality_mode else lam,
-                               pair_penalty=pair_penalty)
+    problem = selection_problem(D, m, objective=objective, lam=lam, pair_penalty=pair_penalty,
+                                keep_cardinality=cardinality_mode)
+    n, m = problem.n, problem.m
     t1 = time.perf_counter()
     accepted = getattr(sampler, "parameters", None) or {}
     if num_sweeps is None and cardinality_mode:
@@ -147,7 +147,8 @@ def solve_selection(D: Any, m: int, *, objective: str = "intra", lam: Any = None
             continue
         if name in accepted:  # annealers take these; exact solvers and Leap do not
             params.setdefault(name, value)
-    solution = solve_qubo(Q, offset, sampler=sampler, cardinality=m if cardinality_mode else None, **params)
+    # A SamplerError (made once, in the adapter) reaches the caller as is.
+    solution = sample_problem(problem, sampler, **params)
     t2 = time.perf_counter()
     pairs = D if pair_penalty is None else D + pair_penalty
     selected, steps = repair(pairs, solution.sample.astype(bool), m)
@@ -168,8 +169,9 @@ def solve_selection(D: Any, m: int, *, objective: str = "intra", lam: Any = None
         certify = comb(n, m) <= CERTIFY_MAX_SUBSETS
     certified = optimum = None
     if certify:
-        Q0, off0 = selection_qubo(D, m, objective=objective, lam=0, pair_penalty=pair_penalty)
-        optimum = exact_ground_state(Q0, off0, cardinality=m).energy
+        objective_only = problem if cardinality_mode else selection_problem(
+            D, m, objective=objective, pair_penalty=pair_penalty, keep_cardinality=True)
+        optimum = exhaustive_optimum(objective_only)
         certified = bool(value <= optimum + 1e-9 * max(1.0, abs(optimum)))
     t4 = time.perf_counter()
     timing = {"qubo_build": t1 - t0, "solve": t2 - t1, "repair": t3 - t2, "certify": t4 - t3,
