@@ -1,9 +1,11 @@
-"""The ``qkrum`` command line: run a federated-learning simulation, plot runs.
+"""The ``qkrum`` command line: run a federated-learning simulation, plot runs, run sweeps.
 
     qkrum simulate --dataset mnist --clients 15 --byzantine 3 --attack alie \\
         --method multisignal --rounds 30 --seed 0 --data-dir DIR --out results/run.jsonl
     qkrum simulate --dataset mnist --aggregator cqsa --cluster-size 3 --noise 0.01 --screen rule ...
     qkrum plot results/multikrum.jsonl results/qubo.jsonl --out fig.png
+    qkrum sweep benchmarks/paper/table3_mnist.toml --out results/table3 [--backend ray --workers 2]
+    qkrum report results/table3 --out results/table3/report
 
 (``python -m qkrum ...`` until the ``qkrum`` script is installed.) Method and attack
 options are ``--option KEY=VALUE`` and ``--attack-option KEY=VALUE``, repeated; a VALUE
@@ -193,6 +195,30 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--label", action="append", default=None, metavar="TEXT",
                       help="legend label per run, in order (default: method · attack · dataset)")
     plot.add_argument("--title", default=None, help="figure title")
+
+    sweep = sub.add_parser("sweep", help="run a grid of simulations (resumable; process pool or Ray)",
+                           description="Run every cell of a sweep config (TOML: [fixed] simulate options, [grid] "
+                                       "or [[grid]] axes) that DIR does not have done yet. A rerun skips done "
+                                       "cells and resumes unfinished ones; results in DIR/cells.jsonl.")
+    sweep.set_defaults(parser=sweep)
+    sweep.add_argument("config", metavar="CONFIG.toml", help="the sweep's configuration")
+    sweep.add_argument("--out", required=True, metavar="DIR", help="sweep directory (created; reruns resume)")
+    sweep.add_argument("--backend", default="local", choices=("local", "ray"),
+                       help="local: a process pool of --workers (default); ray: Ray core tasks")
+    sweep.add_argument("--address", default=None, metavar="ADDR",
+                       help="Ray cluster: 'auto' or ray://host:port (default: a local Ray instance)")
+    sweep.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="cells run at once (default: 1; each uses every core it gets)")
+    sweep.add_argument("--retries", type=int, default=0, metavar="K", help="retries of a failing cell (default: 0)")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    report = sub.add_parser("report", help="tables and figures of a sweep directory",
+                            description="Markdown and CSV tables (detection accuracy and F1 per attack x method, "
+                                        "test accuracy, worst cases, the paper's numbers when the config names "
+                                        "its table) and figures of a sweep directory.")
+    report.set_defaults(parser=report)
+    report.add_argument("sweep_dir", metavar="DIR", help="a directory written by qkrum sweep")
+    report.add_argument("--out", required=True, metavar="REPORT_DIR", help="where to write the report")
     return parser
 
 
@@ -256,11 +282,37 @@ def _plot(args, parser) -> int:
     return 0
 
 
+def _sweep(args, parser) -> int:
+    from qkrum._optional import require
+    from qkrum.sweep import SweepLockedError, run_sweep
+
+    try:  # every cell is a simulation
+        require("flax.linen", "fl", "qkrum sweep")
+        result = run_sweep(args.config, args.out, backend=args.backend, workers=args.workers, retries=args.retries,
+                           address=args.address, progress=not args.no_progress)
+    except (ValueError, TypeError, OSError, ImportError, SweepLockedError) as exc:
+        parser.error(str(exc))
+    print(f"{args.out}: {result.total} cells, {result.skipped} already done, {result.done} done now, "
+          f"{result.failed} failed" + (f" (see {args.out}/cells.jsonl)" if result.failed else ""))
+    return 1 if result.failed else 0
+
+
+def _report(args, parser) -> int:
+    from qkrum.sweep import write_report
+
+    try:
+        files = write_report(args.sweep_dir, args.out)
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
+    print(f"wrote {len(files)} files to {args.out}" + (f", start at {files['report.md']}" if "report.md" in files else ""))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qkrum`` script; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    return {"simulate": _simulate, "plot": _plot}[args.command](args, args.parser)
+    return {"simulate": _simulate, "plot": _plot, "sweep": _sweep, "report": _report}[args.command](args, args.parser)
 
 
 if __name__ == "__main__":

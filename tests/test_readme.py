@@ -226,6 +226,12 @@ def check_command(cmd: Command, state: dict) -> None:
         elif ns.command == "plot":
             cmd.reads += ns.runs
             cmd.writes.append(ns.out)
+        elif ns.command == "sweep":
+            assert (ROOT / ns.config).is_file(), f"{where}: the config {ns.config} is not in the repository: {cmd.text}"
+            cmd.writes.append(ns.out)
+        elif ns.command == "report":
+            cmd.reads.append(ns.sweep_dir)
+            cmd.writes.append(ns.out)
     elif argv[0] in ("python", "python3") and len(argv) > 2 and argv[1] == "-m" and argv[2].startswith("benchmarks."):
         cmd.kind = "benchmark"
         try:
@@ -310,7 +316,8 @@ def test_bash_commands_parse_with_the_real_parsers():
     assert "benchmark" in kinds and "qkrum" in kinds
 
 
-@pytest.mark.parametrize("argv", [["qkrum", "simulate"], ["qkrum", "plot"], ["benchmarks.scaling"]])
+@pytest.mark.parametrize("argv", [["qkrum", "simulate"], ["qkrum", "plot"], ["qkrum", "sweep"], ["qkrum", "report"],
+                                  ["benchmarks.scaling"]])
 def test_readme_commands_help_runs(argv, capsys):
     if argv[0] == "qkrum":
         from qkrum.cli import main
@@ -331,7 +338,8 @@ def test_every_shown_command_has_its_help():
                 seen.add(("qkrum", cmd.namespace.command))
             elif cmd.kind == "benchmark":
                 seen.add((cmd.argv[2],))
-    assert seen <= {("qkrum", "simulate"), ("qkrum", "plot"), ("benchmarks.scaling",)}, (
+    assert seen <= {("qkrum", "simulate"), ("qkrum", "plot"), ("qkrum", "sweep"), ("qkrum", "report"),
+                    ("benchmarks.scaling",)}, (
         f"add {sorted(seen)} to test_readme_commands_help_runs")
 
 
@@ -413,6 +421,9 @@ def test_bash_block_runs_as_written(index, tmp_path):
     # Benchmarks run from the repository root (`python -m benchmarks...`); the others in a
     # scratch directory, so their results/ files do not land in the working tree.
     cwd = ROOT if all(c.kind == "benchmark" for c in runnable if c.argv[0] != "export") else tmp_path
+    if cwd == tmp_path:  # configs the commands name (qkrum sweep examples/...) as in the clone
+        for folder in ("examples", "benchmarks"):
+            (tmp_path / folder).symlink_to(ROOT / folder)
     home = env.get("HOME") or str(Path.home())
     script = "set -euo pipefail\n" + "\n".join(_shell_line(c, home) for c in runnable) + "\n"
     proc = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True)
