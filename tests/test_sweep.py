@@ -173,3 +173,52 @@ def test_ray_backend_gives_the_local_results(tmp_path):
         a, b = load_cells(local)[cell]["summary"], load_cells(ray_dir)[cell]["summary"]
         assert {k: v for k, v in a.items() if k != "select_seconds"} == {
             k: v for k, v in b.items() if k != "select_seconds"}
+
+
+# --- the paper's configs ----------------------------------------------------------------------
+
+PAPER = Path(__file__).resolve().parents[1] / "benchmarks" / "paper"
+
+
+@pytest.mark.parametrize("name,cells,table", [
+    ("table3_mnist", 13 * 5 * 3, "table_III_mnist"), ("table4_cifar10", 13 * 5 * 3, "table_IV_cifar10"),
+    ("table5_fashion_mnist", 13 * 5 * 3, "table_V_fashion_mnist"), ("table3_mnist_quick", 13 * 5, "table_III_mnist"),
+    ("table5_fashion_mnist_quick", 13 * 5, "table_V_fashion_mnist"),
+    ("table7_mnist100", 7 * 3 * 3, "table_VII_mnist_100_accuracy"),
+    ("table7_mnist100_quick", 7 * 3, "table_VII_mnist_100_accuracy"), ("table8_mnist100", 7 * 3 * 3,
+                                                                    "table_VIII_mnist_100_f1"),
+])
+def test_paper_configs_expand_and_name_their_table(name, cells, table):
+    config = load_config(PAPER / f"{name}.toml")
+    assert len(expand(config)) == cells and config.paper["table"] == table
+    # Every paper column is one of the sweep's methods, every paper attack one of its attacks.
+    methods = {v for grid in config.grids for v in grid["method"]}
+    assert set(config.paper["methods"].values()) <= methods
+    attacks = {v for grid in config.grids for v in grid["attack"]}
+    assert set(config.paper["numbers"]) <= attacks
+
+
+def test_the_cifar10_config_runs_on_generated_files(tmp_path):
+    # No CIFAR-10 copy exists offline: generated batches in the canonical binary layout, the
+    # shipped config with its grid cut to one cell and its rounds to one.
+    import tomllib
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "cifar10" / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = rng.integers(0, 10, 40).astype(np.uint8)
+        pixels = rng.integers(0, 256, (40, 3072), dtype=np.uint8)
+        (folder / f"{name}.bin").write_bytes(np.concatenate([labels[:, None], pixels], axis=1).tobytes())
+    data = tomllib.loads((PAPER / "table4_cifar10.toml").read_text())
+    data["fixed"].update(rounds=1, clients=6, byzantine=1, data_dir=str(tmp_path / "data"))
+    data["grid"] = {"attack": ["alie"], "method": ["multikrum"], "seed": [0]}
+    config = parse_config(data, path=PAPER / "table4_cifar10.toml")
+    out = tmp_path / "out"
+    result = run_sweep(config, out, progress=False)
+    assert (result.done, result.failed) == (1, 0), load_cells(out)
+    (row,) = load_cells(out).values()
+    run_config, rows = read_run(out / row["file"])
+    assert run_config["dataset"] == "cifar10" and run_config["model"] == "cnn" and len(rows) == 1
