@@ -251,21 +251,29 @@ def _config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
-def read_run(path: str | os.PathLike) -> tuple[dict | None, list[dict]]:
-    """A run file's config and its round rows (sorted by round, the last copy of each);
-    a torn last line (an interrupted write) is skipped."""
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The JSON lines of an append-only results file (a run, a sweep's ``cells.jsonl``);
+    a torn last line (a write cut off by a kill) is skipped, any other bad line is an error."""
     path = Path(path)
-    config, rows = None, {}
     lines = path.read_text().splitlines()
+    out = []
     for line_no, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            out.append(json.loads(line))
         except json.JSONDecodeError:
             if line_no == len(lines):
-                continue  # a line cut off by an interruption: that round is redone
+                continue  # cut off by an interruption: that round (or attempt) is redone
             raise ValueError(f"{path}: line {line_no} is not valid JSON") from None
+    return out
+
+
+def read_run(path: str | os.PathLike) -> tuple[dict | None, list[dict]]:
+    """A run file's config and its round rows (sorted by round, the last copy of each);
+    a torn last line (an interrupted write) is skipped."""
+    config, rows = None, {}
+    for row in read_jsonl(path):
         if "config" in row and config is None:
             config = row["config"]
         elif "round" in row:

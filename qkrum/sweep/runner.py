@@ -98,22 +98,15 @@ def _atomic_json(path: Path, data: dict) -> None:
 def load_cells(sweep_dir: str | Path) -> dict[str, dict]:
     """Cell id → the last line of that cell in ``DIR/cells.jsonl``, done or failed, in the
     order the cells first appear (a torn last line is skipped; no file, no cells)."""
+    from qkrum.fl.simulation import read_jsonl
+
     path = Path(sweep_dir) / "cells.jsonl"
     if not path.exists():
         return {}
-    lines = path.read_text().splitlines()
     last: dict[str, dict] = {}
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines):
-                continue  # cut off by a kill: that attempt is redone
-            raise ValueError(f"{path}: line {i} is not valid JSON") from None
+    for i, row in enumerate(read_jsonl(path), 1):
         if not isinstance(row, dict) or "cell" not in row:
-            raise ValueError(f"{path}: line {i} is not a cell record (no 'cell' key)")
+            raise ValueError(f"{path}: record {i} is not a cell record (no 'cell' key)")
         last[row["cell"]] = row  # a cell keeps the place of its first line
     return last
 
