@@ -206,7 +206,7 @@ def parse_args(argv=None):
     p.add_argument("--reads", type=int, default=1000)
     p.add_argument("--sweeps", type=int, default=None,
                    help=f"sweeps per read (default per n: {DEFAULT_SWEEPS}, else 1000)")
-    p.add_argument("--attack", default="alie", choices=sorted(attacks.ATTACKS))
+    p.add_argument("--attack", default="alie", choices=sorted(attacks.AGNOSTIC))
     p.add_argument("--objective", nargs="+", default=["paper"], choices=["paper", "intra"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3, help="timed runs per row; median wall time (default 3)")

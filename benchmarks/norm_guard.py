@@ -7,7 +7,7 @@ the methods on the paper's attacks? Real client updates, every attack, guard on 
 One federated round as :func:`qkrum.fl.simulate` trains it (the paper's MLP, ``--clients``
 clients split Dirichlet(0.5), the simulation's local training) from the initial model and
 after ``--warmup`` FedAvg rounds; the ``f`` Byzantine updates of every attack of
-:data:`qkrum.attacks.ATTACKS` replace ``f`` of them, plus the hostile cases the guard is
+:data:`qkrum.attacks.TABLE_I` replace ``f`` of them, plus the hostile cases the guard is
 for (one client 1e9× and 1e12× the honest median norm). For each case and method the table
 shows the largest Byzantine norm over the honest median, the clients the guard flagged, and
 the detection F1 with the default guard and with ``norm_guard=None``.
@@ -68,7 +68,7 @@ def run(dataset: str, clients: int, f: int, warmups: list[int], seed: int) -> li
     for warmup in warmups:
         honest = honest_round(dataset, clients, f, warmup, seed)
         unit = np.median(np.linalg.norm(honest, axis=1))
-        for case in [*sorted(attacks.ATTACKS), *HUGE]:
+        for case in [*sorted(attacks.TABLE_I), *HUGE]:
             byz = crafted(case, honest, f, seed + 1)
             x = np.concatenate([honest, byz]).astype(np.float32)
             is_byz = np.arange(clients) >= clients - f

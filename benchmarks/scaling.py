@@ -462,8 +462,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="Byzantine clients per round (default: 20%% of N)")
     p.add_argument("--dim", type=int, default=PAPER_MNIST_MLP_PARAMS, metavar="D",
                    help=f"update dimension (default: {PAPER_MNIST_MLP_PARAMS:,}, the paper's MNIST MLP)")
-    p.add_argument("--attack", nargs="+", default=["alie"], choices=sorted(attacks.ATTACKS),
-                   metavar="NAME", help=f"attacks to sweep (default: alie); one of {', '.join(sorted(attacks.ATTACKS))}")
+    p.add_argument("--attack", nargs="+", default=["alie"], choices=sorted(attacks.AGNOSTIC),
+                   metavar="NAME", help=f"attacks to sweep (default: alie); one of {', '.join(sorted(attacks.AGNOSTIC))}")
     p.add_argument("--project", type=int, default=1000, metavar="K",
                    help="projection width for the paper's MultiKrum configuration (default: 1000)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per stage (default: 5)")

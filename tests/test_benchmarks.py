@@ -247,3 +247,27 @@ def test_attack_table_on_a_tiny_grid(tmp_path, capsys):
     assert len(path.read_text().splitlines()) == 2  # resumed: nothing recomputed
     table = report.attack_tables(report.load(path))
     assert "average" in table and "qubo-paper" in table
+
+
+def test_robustness_benchmark_against_closed_forms(tmp_path, capsys):
+    """IPM against the plain mean has the closed-form relative error (f / n)(1 + epsilon);
+    a worst case is the largest mean error over the attacks; a rerun reads its rows back."""
+    from benchmarks import robustness
+
+    out = tmp_path / "rob.jsonl"
+    argv = ["--dataset", "digits", "--clients", "6", "--byzantine", "1", "--warmup", "0", "--rounds", "1",
+            "--defence", "mean", "median", "default", "--attack", "ipm", "gaussian", "optimal_lie",
+            "--points", "3", "--refine", "1", "--json", str(out), "--no-progress"]
+    rows = robustness.main(argv)
+    by = {(r["defence"], r["attack"]): r for r in rows}
+    assert by[("mean", "ipm")]["error"] == pytest.approx(1 / 6 * 1.1, rel=1e-4)
+    assert by[("mean", "ipm")]["detection_accuracy"] == pytest.approx(5 / 6)  # the mean rejects no one
+    assert by[("median", "ipm")]["detection_accuracy"] is None  # a statistic selects no one
+    assert by[("default", "gaussian")]["detection_accuracy"] == 1.0  # std 1.0 noise is far out on digits
+    text = capsys.readouterr().out
+    worst = max(("ipm", "gaussian", "optimal_lie"), key=lambda a: by[("median", a)]["error"])
+    assert f"**{by[('median', worst)]['error']:.3f}** ({worst})" in text
+    assert len(out.read_text().splitlines()) == 9
+    again = robustness.main(argv)  # resumed: nothing recomputed, the same rows
+    assert [r["error"] for r in again] == [r["error"] for r in rows]
+    assert len(out.read_text().splitlines()) == 9

@@ -163,6 +163,40 @@ def available_methods() -> dict:
     return qkrum.METHODS
 
 
+def resolve_attack(attack: Any, attack_options: dict | None = None) -> tuple[str, dict]:
+    """``attack`` (a name in :data:`ATTACK_NAMES` or a spec such as ``"ipm(epsilon=0.5)"``)
+    and ``attack_options`` as ``(name, options)``; the options win over the spec's."""
+    options = dict(attack_options or {})
+    if isinstance(attack, str) and attack in ("none", "label_flip"):
+        if options:
+            raise TypeError(f"attack {attack!r} takes no options, got {sorted(options)}")
+        return attack, options
+    if isinstance(attack, str) and "(" in attack:
+        try:
+            name, given = attacks.parse_attack(attack)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; valid attacks: {', '.join(ATTACK_NAMES)}") from None
+        return name, {**given, **options}
+    if not isinstance(attack, str) or attack not in ATTACK_NAMES:
+        raise ValueError(f"unknown attack={attack!r}; valid attacks: {', '.join(ATTACK_NAMES)}")
+    return attack, options
+
+
+def _attack_context(name: str, options: dict, *, aggregator: Aggregator, updates: jax.Array, byz_idx: np.ndarray,
+                    f: int, key: jax.Array, round: int) -> dict:
+    """What attack ``name`` takes from the loop (:data:`qkrum.attacks.CONTEXT`) and the
+    user did not set: the server's defence on this round, the round, the attackers' own updates."""
+    wanted = attacks.context_parameters(name) - set(options)
+    context: dict[str, Any] = {}
+    if "defence" in wanted:
+        context["defence"] = lambda byz: aggregator(updates.at[byz_idx].set(byz), f, key)
+    if "round" in wanted:
+        context["round"] = round
+    if "own" in wanted:
+        context["own"] = updates[byz_idx]
+    return context
+
+
 def selection_aggregator(method: Any = "multikrum", *, m: int | None = None,
                          project: int | None = PAPER_PROJECTION, **options: Any) -> Aggregator:
     """The server step of :func:`qkrum.aggregator` (the same code as a JAX training loop's):
@@ -573,13 +607,12 @@ def simulate(
     if f >= n:
         raise ValueError(f"byzantine must be smaller than clients={n} (at least one client must be honest), "
                          f"got byzantine={f}")
-    if not isinstance(attack, str) or attack not in ATTACK_NAMES:
-        raise ValueError(f"unknown attack={attack!r}; valid attacks: {', '.join(ATTACK_NAMES)}")
-    attack_options = dict(attack_options or {})
-    if attack_options and attack in ("none", "label_flip"):
-        raise TypeError(f"attack {attack!r} takes no options, got {sorted(attack_options)}")
+    attack, attack_options = resolve_attack(attack, attack_options)
     method_options = dict(method_options or {})
     builtin = aggregator is None
+    if attack in attacks.ADAPTIVE and not builtin:
+        raise TypeError(f"attack {attack!r} tunes itself against the server, which it can only run for the "
+                        f"built-in aggregator (method=...), not a custom aggregator={aggregator!r}")
     if builtin:
         aggregator = selection_aggregator(method, project=project, **method_options)
         server_name = _method_text(method)
@@ -664,7 +697,9 @@ def simulate(
             params = model.init(k_init)
         dummy = jax.random.normal(jax.random.key(0), (n, 8), jnp.float32)
         if craft:
-            attacks.apply(attack, jax.random.key(0), dummy[: n - f], f, **attack_options)
+            attacks.apply(attack, jax.random.key(0), dummy[: n - f], f, **attack_options, **_attack_context(
+                attack, attack_options, aggregator=aggregator, updates=dummy, byz_idx=byz_idx, f=f,
+                key=jax.random.key(0), round=1))
         if builtin:  # a custom aggregator may keep state: it is not called outside the rounds
             aggregator(dummy, f, jax.random.key(0))
 
@@ -689,7 +724,9 @@ def simulate(
                 updates, losses = jax.block_until_ready(trainer.train_round(trainer.unravel(w), k_train, flips))
                 t1 = time.perf_counter()
                 if craft:
-                    crafted = attacks.apply(attack, k_attack, updates[honest], f, **attack_options)
+                    context = _attack_context(attack, attack_options, aggregator=aggregator, updates=updates,
+                                              byz_idx=byz_idx, f=f, key=k_server, round=t)
+                    crafted = attacks.apply(attack, k_attack, updates[honest], f, **attack_options, **context)
                     updates = jax.block_until_ready(updates.at[byz_idx].set(crafted))
                 t2 = time.perf_counter()
                 agg, info = aggregator(updates, f, k_server)

@@ -338,7 +338,7 @@ def chain(*steps: Any) -> Rule:
     return dataclasses.replace(last, pre=tuple(pre) + last.pre)
 
 
-def _split_top(text: str) -> list[str]:
+def _split_top(text: str, what: str = "method") -> list[str]:
     parts, depth, start = [], 0, 0
     for i, ch in enumerate(text):
         if ch in "([":
@@ -346,12 +346,12 @@ def _split_top(text: str) -> list[str]:
         elif ch in ")]":
             depth -= 1
             if depth < 0:
-                raise ValueError(f"unbalanced parentheses in method={text!r}")
+                raise ValueError(f"unbalanced parentheses in {what}={text!r}")
         elif ch == "," and depth == 0:
             parts.append(text[start:i])
             start = i + 1
     if depth:
-        raise ValueError(f"unbalanced parentheses in method={text!r}")
+        raise ValueError(f"unbalanced parentheses in {what}={text!r}")
     parts.append(text[start:])
     return [p.strip() for p in parts]
 
@@ -364,24 +364,25 @@ def _literal(text: str) -> Any:
         return {"none": None, "true": True, "false": False}.get(text.lower(), text)
 
 
-def parse_spec(text: str) -> list[tuple[str, dict]]:
+def parse_spec(text: str, *, what: str = "method") -> list[tuple[str, dict]]:
     """``"nnm,trimmed_mean(beta=2)"`` → ``[("nnm", {}), ("trimmed_mean", {"beta": 2})]``.
 
     Option values are Python literals (numbers, strings, ``None``, ``True``, tuples);
-    anything else is taken as a string.
+    anything else is taken as a string. ``what`` names the parameter in errors (attack
+    specs are parsed here too).
     """
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"method must be a non-empty name or chain, got method={text!r}")
+        raise ValueError(f"{what} must be a non-empty name or chain, got {what}={text!r}")
     out = []
-    for part in _split_top(text):
+    for part in _split_top(text, what):
         if not part:
-            raise ValueError(f"empty step in method={text!r}")
+            raise ValueError(f"empty step in {what}={text!r}")
         name, _, rest = part.partition("(")
         options: dict[str, Any] = {}
         if rest:
             if not rest.endswith(")"):
-                raise ValueError(f"step {part!r} of method={text!r} must look like name(key=value, ...)")
-            for item in _split_top(rest[:-1]) if rest[:-1].strip() else []:
+                raise ValueError(f"step {part!r} of {what}={text!r} must look like name(key=value, ...)")
+            for item in _split_top(rest[:-1], what) if rest[:-1].strip() else []:
                 key, eq, value = item.partition("=")
                 if not eq or not key.strip().isidentifier():
                     raise ValueError(f"option {item!r} of step {part!r} must look like key=value")

@@ -161,16 +161,14 @@ def cell_id(params: dict) -> str:
 def _check_cell(params: dict, where: str) -> None:
     # What can be checked without training: names of the dataset, attack and method.
     from qkrum.fl.data import DATASETS
-    from qkrum.fl.simulation import ATTACK_NAMES
+    from qkrum.fl.simulation import resolve_attack
     from qkrum.rules import as_rule
 
     dataset = params.get("dataset", "digits")
     if dataset not in DATASETS:
         raise ValueError(f"{where}: unknown dataset={dataset!r}; valid datasets: {', '.join(DATASETS)}")
-    attack = params.get("attack", "none")
-    if attack not in ATTACK_NAMES:
-        raise ValueError(f"{where}: unknown attack={attack!r}; valid attacks: {', '.join(ATTACK_NAMES)}")
     try:
+        resolve_attack(params.get("attack", "none"), params.get("attack_options"))
         as_rule(params.get("method", "multikrum"), params.get("method_options"))
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{where}: {exc}") from None

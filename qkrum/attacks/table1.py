@@ -1,4 +1,4 @@
-"""Gradient-space Byzantine attacks of the paper's Table I (section V).
+"""The gradient-space Byzantine attacks of the paper's Table I (section V).
 
 Every attack is an omniscient adversary: it sees the honest updates of the round,
 ``honest`` of shape ``(n_h, d)``, and crafts ``f`` Byzantine updates of shape ``(f, d)``.
@@ -10,8 +10,8 @@ Signature of every attack::
 
     attack(key, honest, f, **params) -> jax.Array  # shape (f, d), dtype of honest
 
-or, by registry name, ``apply(name, key, honest, f, **params)``. The paper's thirteenth
-attack, Label Flip, poisons training data rather than gradients and is not here.
+or, by registry name, :func:`qkrum.attacks.apply`. The paper's thirteenth attack, Label
+Flip, poisons training data rather than gradients and is not here.
 
 =============  =====================================================  ===========================
 name           Byzantine update G~ (per Byzantine client unless        defaults
@@ -83,11 +83,9 @@ float32 for mixed-dtype pytrees.
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 import statistics
-import types
 from functools import partial
 from typing import Any, Callable
 
@@ -99,10 +97,8 @@ from qkrum._validation import as_client_matrix, as_key, check_int, check_probabi
 from qkrum.kernels import coordinate_moments
 
 __all__ = [
-    "ATTACKS",
     "LIE_Z_MAX_VALUES",
     "alie",
-    "apply",
     "baruch_z_max",
     "blatant_lie",
     "clustered",
@@ -440,44 +436,3 @@ def stealthy(key: Any, honest: Any, f: int, *, noise_std: float = 0.05) -> jax.A
     key, x, f = _prepare(key, honest, f)
     noise_std = _check_real("noise_std", noise_std, minimum=0.0)
     return _empty(x) if f == 0 else _scaling(key, x, f, 1.0, noise_std)
-
-
-ATTACKS: types.MappingProxyType[str, Callable[..., jax.Array]] = types.MappingProxyType({
-    "gaussian": gaussian,
-    "sign_flip": sign_flip,
-    "scaling": scaling,
-    "targeted": targeted,
-    "clustered": clustered,
-    "same_value": same_value,
-    "lie": lie,
-    "blatant_lie": blatant_lie,
-    "alie": alie,
-    "sparse_lie": sparse_lie,
-    "shuffle": shuffle,
-    "stealthy": stealthy,
-})
-
-_PARAMS: dict[str, tuple[str, ...]] = {
-    name: tuple(
-        p.name for p in inspect.signature(fn).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
-    )
-    for name, fn in ATTACKS.items()
-}
-
-
-def apply(name: str, key: Any, honest: Any, f: int, **params: Any) -> jax.Array:
-    """Craft ``f`` Byzantine updates with the attack registered as ``name``; shape ``(f, d)``.
-
-    ``honest`` is an ``(n_h, d)`` array or a pytree with a leading client axis (flattened
-    as by ``as_client_matrix``); ``params`` override the attack's defaults.
-    """
-    if not isinstance(name, str) or name not in ATTACKS:
-        raise ValueError(f"unknown attack name={name!r}; valid names are {sorted(ATTACKS)}")
-    unknown = sorted(set(params) - set(_PARAMS[name]))
-    if unknown:
-        valid = ", ".join(_PARAMS[name]) if _PARAMS[name] else "none"
-        raise TypeError(
-            f"attack {name!r} got unknown parameter(s) {', '.join(map(repr, unknown))}; "
-            f"valid parameters for {name!r}: {valid}"
-        )
-    return ATTACKS[name](key, honest, f, **params)
