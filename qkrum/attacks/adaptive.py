@@ -123,11 +123,19 @@ def as_defence(defence: Any, honest: jax.Array, f: int, *, seed: int = 0) -> Eva
     return run
 
 
-def aggregate_error(aggregate: Any, honest: Any) -> float:
-    """``||aggregate - mu||``, ``mu`` the honest mean (float64)."""
-    mu = np.asarray(jax.device_get(_honest_matrix(honest)), np.float64).mean(axis=0)
+def _honest_mean(x: jax.Array) -> np.ndarray:
+    return np.asarray(jax.device_get(x), np.float64).mean(axis=0)
+
+
+def _distance(aggregate: Any, mu: np.ndarray) -> float:
+    """The objective: ``||aggregate - mu||`` in float64, ``inf`` for a non-finite aggregate."""
     agg = np.asarray(jax.device_get(aggregate), np.float64).reshape(-1)
     return float(np.linalg.norm(agg - mu)) if np.all(np.isfinite(agg)) else math.inf
+
+
+def aggregate_error(aggregate: Any, honest: Any) -> float:
+    """``||aggregate - mu||``, ``mu`` the honest mean (float64; ``inf`` if not finite)."""
+    return _distance(aggregate, _honest_mean(_honest_matrix(honest)))
 
 
 def _base_attack(name: str):
@@ -150,14 +158,13 @@ def optimal(key: Any, honest: Any, f: int, *, defence: Any = None, attack: str =
     if f == 0:
         return _empty(x)
     evaluate = as_defence(defence, x, f, seed=seed)
-    mu = np.asarray(jax.device_get(x), np.float64).mean(axis=0)
+    mu = _honest_mean(x)
 
     def craft(v: float) -> jax.Array:
         return base(key, x, f, **options, **{parameter: v})
 
     def objective(v: float) -> float:
-        agg, _ = evaluate(craft(v))
-        return float(np.linalg.norm(agg - mu)) if np.all(np.isfinite(agg)) else math.inf
+        return _distance(evaluate(craft(v))[0], mu)
 
     return craft(line_search(objective, low, high, points=points, refine=refine).value)
 
@@ -212,7 +219,7 @@ def gate_aware_search(honest: Any, f: int, *, defence: Any = None, regime: str |
     zs = [float(v) for v in decoy_z]
     low, high = _check_range("z_range", z_range)
     evaluate = as_defence(defence, x, f, seed=seed)
-    mu = np.asarray(jax.device_get(x), np.float64).mean(axis=0)
+    mu = _honest_mean(x)
     best = GateSearch(0, 0.0, low, None, -math.inf)
     for k in ks:
         for dz in (zs if k else zs[:1]):
@@ -223,7 +230,7 @@ def gate_aware_search(honest: Any, f: int, *, defence: Any = None, regime: str |
                 seen[z] = info.get("regime")
                 if regime is not None and seen[z] != regime:
                     return -math.inf
-                return float(np.linalg.norm(agg - mu)) if np.all(np.isfinite(agg)) else math.inf
+                return _distance(agg, mu)
 
             found = line_search(objective, low, high, points=points, refine=refine)
             if found.objective > best.error:

@@ -109,6 +109,8 @@ def perturbation(honest: Any, direction: str = "std") -> np.ndarray:
 
 
 def _gram_distances(x: np.ndarray) -> np.ndarray:
+    # Squared distances in float64 on the host (not kernels.pairwise_sq_euclidean, float32):
+    # gamma is the edge of a feasible set, and float32 rounding would move it.
     sq = np.einsum("ij,ij->i", x, x)
     d2 = sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)
     np.fill_diagonal(d2, 0.0)
@@ -121,30 +123,36 @@ def _largest_root(a: np.ndarray | float, b: np.ndarray | float, c: np.ndarray | 
     return (-b + np.sqrt(disc)) / a
 
 
-def min_max_gamma(honest: Any, p: np.ndarray) -> float:
-    """min-max's largest ``gamma`` for direction ``p`` (module docstring; float64)."""
+def _offsets(honest: Any, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray] | None:
+    """``x``, ``a = mu - x``, ``P = ||p||^2`` and ``b = a . p`` (float64), or None for ``p = 0``."""
     x = _host(honest)
     p = np.asarray(p, np.float64)
     P = float(p @ p)
     if P == 0.0:
-        return 0.0
+        return None
     a = x.mean(axis=0) - x
+    return x, a, P, a @ p
+
+
+def min_max_gamma(honest: Any, p: np.ndarray) -> float:
+    """min-max's largest ``gamma`` for direction ``p`` (module docstring; float64)."""
+    parts = _offsets(honest, p)
+    if parts is None:
+        return 0.0
+    x, a, P, b = parts
     c2 = float(_gram_distances(x).max())
-    roots = _largest_root(P, a @ p, np.minimum(np.einsum("ij,ij->i", a, a) - c2, 0.0))
+    roots = _largest_root(P, b, np.minimum(np.einsum("ij,ij->i", a, a) - c2, 0.0))
     return float(max(roots.min(), 0.0))
 
 
 def min_sum_gamma(honest: Any, p: np.ndarray) -> float:
     """min-sum's largest ``gamma`` for direction ``p`` (module docstring; float64)."""
-    x = _host(honest)
-    p = np.asarray(p, np.float64)
-    P = float(p @ p)
-    if P == 0.0:
+    parts = _offsets(honest, p)
+    if parts is None:
         return 0.0
-    n_h = x.shape[0]
-    a = x.mean(axis=0) - x
+    x, a, P, b = parts
     c = float(_gram_distances(x).sum(axis=1).max())
-    root = _largest_root(n_h * P, float((a @ p).sum()), min(float(np.einsum("ij,ij->", a, a)) - c, 0.0))
+    root = _largest_root(x.shape[0] * P, float(b.sum()), min(float(np.einsum("ij,ij->", a, a)) - c, 0.0))
     return float(max(root, 0.0))
 
 

@@ -697,8 +697,12 @@ def simulate(
             params = model.init(k_init)
         dummy = jax.random.normal(jax.random.key(0), (n, 8), jnp.float32)
         if craft:
+            # Checks the attack's options; an adaptive attack searches against a constant
+            # stand-in here, not the server (which runs on the dummy round just below).
+            def stand_in(updates, f_, key):
+                return jnp.zeros(dummy.shape[1]), {}
             attacks.apply(attack, jax.random.key(0), dummy[: n - f], f, **attack_options, **_attack_context(
-                attack, attack_options, aggregator=aggregator, updates=dummy, byz_idx=byz_idx, f=f,
+                attack, attack_options, aggregator=stand_in, updates=dummy, byz_idx=byz_idx, f=f,
                 key=jax.random.key(0), round=1))
         if builtin:  # a custom aggregator may keep state: it is not called outside the rounds
             aggregator(dummy, f, jax.random.key(0))
