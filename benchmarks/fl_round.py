@@ -225,7 +225,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, nargs="+", default=[100], metavar="N", help="clients (default: 100)")
     p.add_argument("--byzantine", type=int, default=None, metavar="F", help="Byzantine clients (default: 20%% of N)")
     p.add_argument("--attack", default="alie", choices=sorted(attacks.AGNOSTIC), help="attack (default: alie)")
-    p.add_argument("--method", default="multikrum", help="selection method (default: multikrum)")
+    p.add_argument("--method", default="multikrum", help="selection method (default: multikrum, the paper's)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats (default: 5)")
     p.add_argument("--no-unpacked", action="store_true", help="skip the one-client-per-lane variant")
     p.add_argument("--seed", type=int, default=0)

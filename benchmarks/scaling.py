@@ -31,7 +31,7 @@ even when the gate would not need them. Each reports its stages from
 ``Selection.info["timings"]``, the regime, the detection metrics and whether a second run
 with the same seed selected the same clients.
 
-Memory of ``select`` + ``aggregate`` on a NumPy input: ``qkrum.select(x_np, f, project=k)``
+Memory of ``select`` + ``aggregate`` on a NumPy input: ``qkrum.select(x_np, f, method="multikrum", project=k)``
 followed by ``sel.aggregate(x_np)`` on an ``(n, d)`` NumPy float32 array, run in a fresh
 Python process (:func:`benchmarks.harness.run_in_subprocess`) so that nothing resident from
 the other stages hides an allocation. Peak resident memory (RSS: NumPy, JAX/XLA buffers and
@@ -170,7 +170,7 @@ def cell_plan(k: int, round_repeats: int, memory: bool = True) -> list[str]:
 
 
 def memory_select_aggregate(n: int, f: int, d: int, attack: str, seed: int, k: int) -> dict:
-    """Peak RSS of ``qkrum.select(x_np, f, project=k)`` + ``sel.aggregate(x_np)`` above the
+    """Peak RSS of ``qkrum.select(x_np, f, method="multikrum", project=k)`` + ``sel.aggregate(x_np)`` above the
     resident size before the call, on an ``(n, d)`` NumPy float32 input; the first call
     (compiling) and the second (steady state). Meant for a fresh process
     (:func:`run_in_subprocess`): memory resident from earlier work cannot be reused unseen."""
@@ -179,7 +179,7 @@ def memory_select_aggregate(n: int, f: int, d: int, attack: str, seed: int, k: i
     del x
 
     def call():
-        sel = qkrum.select(x_np, f, project=k)
+        sel = qkrum.select(x_np, f, method="multikrum", project=k)
         return jax.block_until_ready(sel.aggregate(x_np))
 
     out = {"input_bytes": int(x_np.nbytes), "n": n, "d": d, "k": k}
@@ -236,8 +236,8 @@ def run_cell(n: int, f: int, d: int, attack: str, k: int, repeats: int, seed: in
             lambda: np_krum_scores(np_sq_distances(X), f),
         ),
         (lambda: block(dist_krum_jit(x)), None),
-        (lambda: qkrum.select(x, f, project=None), lambda: np_multikrum(X, f, m, None)),
-        (lambda: qkrum.select(x, f, project=k), lambda: np_multikrum(X, f, m, k)),
+        (lambda: qkrum.select(x, f, method="multikrum", project=None), lambda: np_multikrum(X, f, m, None)),
+        (lambda: qkrum.select(x, f, method="multikrum", project=k), lambda: np_multikrum(X, f, m, k)),
     )))
     results = []
     for stage, (ours, theirs) in stages.items():
@@ -260,7 +260,7 @@ def run_cell(n: int, f: int, d: int, attack: str, k: int, repeats: int, seed: in
     progress("detection")
     detection = {}
     for label, kw in (("full d", {"project": None}), (f"k={k}", {"project": k})):
-        sel = qkrum.select(x, f, **kw)
+        sel = qkrum.select(x, f, method="multikrum", **kw)
         agg = sel.aggregate(x)
         detection[label] = {
             **metrics.detection(sel.selected, is_byz),
@@ -440,7 +440,7 @@ def print_cell(cell: dict, out=None) -> None:
         emit(format_legend(ROUND_LEGEND))
     mem = cell.get("memory")
     if mem:
-        emit(f"\nMemory of qkrum.select(x_np, f, project={mem['k']}) + sel.aggregate(x_np), fresh process, "
+        emit(f"\nMemory of MultiKrum's qkrum.select(x_np, f, project={mem['k']}) + sel.aggregate(x_np), fresh process, "
              f"x_np float32 {mem['n']} x {mem['d']}:")
         rows = [{"call": label, "seconds": mem[f"{phase}_s"],
                  "above input MiB": None if mem[f"{phase}_extra_bytes"] is None else mem[f"{phase}_extra_bytes"] / 2**20,

@@ -41,7 +41,7 @@ import numpy as np
 from qkrum import _pytree, kernels
 from qkrum._validation import check_byzantine_count, check_int
 from qkrum.ensemble import REGIMES
-from qkrum.rules import as_rule
+from qkrum.rules import DEFAULT, as_rule
 from qkrum.selection import PAPER_PROJECTION, check_norm_guard, pre_key, select
 
 __all__ = ["Aggregator", "AggregatorState", "aggregator"]
@@ -70,7 +70,7 @@ class Aggregator(NamedTuple):
     update: Any
 
 
-def aggregator(f: int, *, method: Any = "multisignal", m: int | None = None, num_clients: int | None = None,
+def aggregator(f: int, *, method: Any = DEFAULT, m: int | None = None, num_clients: int | None = None,
                project: int | None = PAPER_PROJECTION, seed: int = 0, norm_guard: Any = "auto",
                **options: Any) -> Aggregator:
     """A robust aggregator that selects with :func:`qkrum.select` every round.
@@ -99,7 +99,6 @@ def aggregator(f: int, *, method: Any = "multisignal", m: int | None = None, num
         m = check_int("m", m, minimum=1, maximum=None if num_clients is None else rule.rows(num_clients))
     if project is not None:
         project = check_int("project", project, minimum=1)
-    combine = rule.combine(f)
 
     def init(params: Any = None) -> AggregatorState:
         del params  # the state does not depend on the model
@@ -166,9 +165,9 @@ def aggregator(f: int, *, method: Any = "multisignal", m: int | None = None, num
             # in a JaxRuntimeError by the callback machinery.
             outputs = tuple(jnp.asarray(v) for v in host_select(x, round_seed))
         valid, row_selected, selected, num_valid, shortfall, regime = outputs
-        rows = rule.preaggregate(x, valid, f, pre_key(jax.random.key(round_seed))).x if rule.pre else x
+        flat = rule.aggregate_rows(x, valid, row_selected, f, pre_key(jax.random.key(round_seed)))
         # Only a round without a single valid client selects nothing: then no step.
-        flat = jnp.where(jnp.any(row_selected), combine(rows, row_selected), 0).astype(x.dtype)
+        flat = jnp.where(jnp.any(row_selected), flat, 0).astype(x.dtype)
         keep_mask = selected if state.selected is not None else None
         new_state = AggregatorState(next_key, state.count + 1, keep_mask, num_valid, shortfall, regime)
         return _pytree.unflatten(flat, spec), new_state

@@ -118,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     from qkrum.fl.data import DATASETS, SOURCES
     from qkrum.fl.partition import PARTITIONS
     from qkrum.fl.simulation import ATTACK_NAMES, DATASET_DEFAULTS, PAPER_DEFAULTS
+    from qkrum.rules import DEFAULT
 
     def per_dataset(key: str) -> str:  # "digits 0.1, others 0.01"
         special = [f"{d} {v[key]}" for d, v in DATASET_DEFAULTS.items() if v[key] != PAPER_DEFAULTS[key]]
@@ -146,8 +147,8 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"attack (default: none); one of {', '.join(ATTACK_NAMES)}")
     g.add_argument("--attack-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="attack parameter, e.g. --attack-option scale=10 (repeatable)")
-    g.add_argument("--method", default="multikrum", metavar="RULE",
-                   help="server rule of qkrum.select (default: multikrum; 'mean' is FedAvg): a name, or a chain of "
+    g.add_argument("--method", default=DEFAULT, metavar="RULE",
+                   help=f"server rule of qkrum.select (default: {DEFAULT}; 'mean' is FedAvg): a name, or a chain of "
                         "pre-aggregators and a rule such as 'nnm,trimmed_mean' or 'bucketing(s=2),multikrum'")
     g.add_argument("--option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="option of the final rule, e.g. --option num_reads=200 (repeatable)")

@@ -20,7 +20,7 @@ import numpy as np
 from qkrum import _pytree, kernels
 from qkrum._validation import as_client_matrix, check_byzantine_count, check_int, check_num_selected
 from qkrum.errors import SamplerError  # defined there so that qkrum.anneal raises the same class
-from qkrum.rules import RULES, MethodResult, Round, Rule, as_rule
+from qkrum.rules import DEFAULT, RULES, MethodResult, Round, Rule, as_rule
 from qkrum.rules.selecting import PAPER_QUBO
 
 __all__ = ["METHODS", "NORM_GUARD", "PAPER_PROJECTION", "PAPER_QUBO", "ByzantineMajorityWarning", "MethodResult",
@@ -91,7 +91,7 @@ class Selection:
     def combine(self) -> Callable | None:
         """The round's statistic ``(x, mask) -> (d,)``, or ``None`` when the aggregate is
         the mean of the selected clients (and no pre-aggregation step ran)."""
-        if self.rule is None or (self.rule.selects and not self.rule.pre):
+        if self.rule is None or self.rule.plain_mean:
             return None
         return (self.round.combine if self.round is not None and self.round.combine is not None
                 else self.rule.combine(self.info.get("f", 0)))
@@ -100,10 +100,10 @@ class Selection:
         """The rule's aggregate of ``updates``, with their structure: the mean of the
         selected clients (Eq. 12), the robust statistic of a classical rule, or, for a
         chain, the final rule's aggregate of the pre-aggregated updates."""
-        if self.rule is None or self.round is None or (self.rule.selects and not self.rule.pre):
+        if self.rule is None or self.round is None or self.rule.plain_mean:
             return aggregate(updates, self.selected)
         ctx = self.round
-        if not self.rule.pre:
+        if not self.rule.pre and not self.rule.mix:
             return combine_pytree(updates, self.selected, self.combine)
         x, spec = _pytree.flatten_clients(updates)
         if x.shape[0] != ctx.valid.shape[0]:
@@ -185,7 +185,7 @@ def select(
     updates: Any,
     f: int,
     *,
-    method: Any = "multikrum",
+    method: Any = DEFAULT,
     m: int | None = None,
     seed: int = 0,
     project: int | None = PAPER_PROJECTION,
@@ -327,6 +327,7 @@ def select(
         "norm_guard": guard,
         "timings": timings,
         **({"preaggregation": [p.spec for p in rule.pre], "rows": int(rows.shape[0])} if rule.pre else {}),
+        **({"mixing": [p.spec for p in rule.mix]} if rule.mix else {}),
         **result.info,
     }
     return Selection(

@@ -136,7 +136,7 @@ def test_main_job_at_a_tiny_size(capsys):
     assert any(line.startswith("  PASS MultiSignal round at n=20 under 10 s: ") for line in lines)
     mem = cell["memory"]
     assert mem["input_bytes"] == 20 * 300 * 4 and mem["first_extra_bytes"] is not None
-    assert "Memory of qkrum.select(x_np, f, project=50) + sel.aggregate(x_np)" in out
+    assert "Memory of MultiKrum's qkrum.select(x_np, f, project=50) + sel.aggregate(x_np)" in out
 
 
 def test_run_cell_reports_each_stage_of_its_plan():
@@ -256,14 +256,14 @@ def test_robustness_benchmark_against_closed_forms(tmp_path, capsys):
 
     out = tmp_path / "rob.jsonl"
     argv = ["--dataset", "digits", "--clients", "6", "--byzantine", "1", "--warmup", "0", "--rounds", "1",
-            "--defence", "mean", "median", "default", "--attack", "ipm", "gaussian", "optimal_lie",
+            "--defence", "mean", "median", "multikrum_nnm (default)", "--attack", "ipm", "gaussian", "optimal_lie",
             "--points", "3", "--refine", "1", "--json", str(out), "--no-progress"]
     rows = robustness.main(argv)
     by = {(r["defence"], r["attack"]): r for r in rows}
     assert by[("mean", "ipm")]["error"] == pytest.approx(1 / 6 * 1.1, rel=1e-4)
     assert by[("mean", "ipm")]["detection_accuracy"] == pytest.approx(5 / 6)  # the mean rejects no one
     assert by[("median", "ipm")]["detection_accuracy"] is None  # a statistic selects no one
-    assert by[("default", "gaussian")]["detection_accuracy"] == 1.0  # std 1.0 noise is far out on digits
+    assert by[("multikrum_nnm (default)", "gaussian")]["detection_accuracy"] == 1.0  # std 1.0 noise: far out
     text = capsys.readouterr().out
     worst = max(("ipm", "gaussian", "optimal_lie"), key=lambda a: by[("median", a)]["error"])
     assert f"**{by[('median', worst)]['error']:.3f}** ({worst})" in text

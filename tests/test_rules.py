@@ -21,6 +21,14 @@ def round_updates(n=15, d=40, f=3, seed=0):
     return x
 
 
+def round_with_invalid(nan_row):
+    """:func:`round_updates` with row ``nan_row`` (if any) NaN, and the valid mask."""
+    x = round_updates()
+    if nan_row is not None:
+        x[nan_row] = np.nan
+    return x, np.isfinite(x).all(axis=1)
+
+
 # --- NumPy references ---------------------------------------------------------------------
 
 def ref_nnm(x, valid, f):
@@ -133,10 +141,7 @@ def test_a_preaggregator_alone_is_not_a_rule():
 
 @pytest.mark.parametrize("nan_row", [None, 7])
 def test_nnm_then_trimmed_mean_matches_numpy(nan_row):
-    x = round_updates()
-    if nan_row is not None:
-        x[nan_row] = np.nan
-    valid = np.isfinite(x).all(axis=1)
+    x, valid = round_with_invalid(nan_row)
     sel = qkrum.select(x, 3, method="nnm,trimmed_mean", project=None)
     mixed = ref_nnm(x, valid, 3)[valid]
     np.testing.assert_allclose(np.asarray(sel.aggregate(x)), ref_trimmed_mean(mixed, 3), rtol=1e-5, atol=1e-5)
@@ -181,9 +186,59 @@ def test_clipping_and_arc_chains_match_numpy():
     np.testing.assert_allclose(np.asarray(sel.aggregate(x)), arc.mean(axis=0), rtol=1e-5, atol=1e-6)
 
 
+# --- the default: MultiKrum on the full updates selects, NNM feeds the aggregate ----------
+
+def ref_multikrum_full(x, valid, f, m):
+    x = np.asarray(x, np.float64)
+    n = len(x)
+    sq = ((x[:, None] - x[None]) ** 2).sum(-1)
+    sq[:, ~valid] = np.inf
+    scores = np.array([np.sort(np.delete(sq[i], i))[:n - f - 2].sum() if valid[i] else np.inf for i in range(n)])
+    chosen = np.argsort(scores, kind="stable")[:m]
+    return np.isin(np.arange(n), chosen) & valid
+
+
+@pytest.mark.parametrize("nan_row", [None, 7])
+def test_default_rule_selects_like_full_multikrum_and_averages_mixed_rows(nan_row):
+    x, valid = round_with_invalid(nan_row)
+    sel = qkrum.select(x, 3)
+    assert sel.rule == qkrum.rule("multikrum_nnm") and qkrum.rules.DEFAULT == "multikrum_nnm"
+    want = ref_multikrum_full(x, valid, 3, 12)  # m = n - f, the invalid row never among them
+    np.testing.assert_array_equal(sel.selected, want)
+    assert (not sel.selected[nan_row]) if nan_row else not sel.selected[:3].any()
+    mixed = ref_nnm(x, valid, 3)  # mixing over every valid client, rejected ones included
+    np.testing.assert_allclose(np.asarray(sel.aggregate(x)), mixed[want].mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert sel.info["mixing"] == ["nnm"] and "preaggregation" not in sel.info
+    # With a NaN row, one attacker is selected and enters every mixed row: the aggregate
+    # is then not the mean of the selected updates themselves.
+    if nan_row is not None:
+        assert not np.allclose(np.asarray(sel.aggregate(x)), np.asarray(x, np.float64)[want].mean(axis=0), atol=1e-4)
+
+
+def test_default_rule_is_blind_to_no_coordinate():
+    """Noise in the low-variance coordinates: MultiKrum on a k-coordinate variance projection
+    never sees it; the default, on the full updates, rejects it."""
+    rng = np.random.default_rng(3)
+    n, d, f, k = 15, 2_000, 3, 100
+    scale = np.where(np.arange(d) < k, 3.0, 0.01)
+    x = (1.0 + rng.standard_normal((n, d)) * scale).astype(np.float32)
+    x[:f, k:] += rng.standard_normal((f, d - k)).astype(np.float32) * 1.0  # 100x the honest spread there
+    projected = qkrum.select(x, f, method="multikrum", project=k)
+    assert projected.selected[:f].any()
+    default = qkrum.select(x, f, project=k)  # project does not apply to the default
+    assert not default.selected[:f].any()
+
+
+def test_mix_steps_keep_rows_in_place():
+    rule = qkrum.rule("multikrum")
+    with pytest.raises(ValueError, match="keep rows in place"):
+        dataclasses.replace(rule, mix=(qkrum.preaggregator("bucketing", s=2),))
+
+
 # --- one chain, one aggregate: select, the jit aggregator, the FL loop --------------------
 
-CHAINS = ["nnm,trimmed_mean", "bucketing(s=2),multikrum", "arc,multisignal", "multikrum", "trimmed_mean"]
+CHAINS = ["nnm,trimmed_mean", "bucketing(s=2),multikrum", "arc,multisignal", "multikrum", "trimmed_mean",
+          "multikrum_nnm", "clipping(c=5.0),multikrum_nnm"]
 
 
 @pytest.mark.parametrize("spec", CHAINS)

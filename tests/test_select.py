@@ -45,10 +45,12 @@ def test_matches_reference_multikrum(params):
     f = seed % (n - 2)
     want, scores = ref_multikrum(x, f, n - f)
     assume(distinct_scores(scores))
-    sel = qkrum.select(x, f)
-    np.testing.assert_array_equal(sel.selected, want)
-    np.testing.assert_allclose(sel.scores, scores, rtol=1e-4)
-    assert sel.method == "multikrum" and sel.selected.dtype == bool and sel.selected.shape == (n,)
+    for method in ("multikrum", None):  # the default selects as MultiKrum on the full updates
+        sel = qkrum.select(x, f) if method is None else qkrum.select(x, f, method=method)
+        np.testing.assert_array_equal(sel.selected, want)
+        np.testing.assert_allclose(sel.scores, scores, rtol=1e-4)
+        assert sel.method == (method or qkrum.rules.DEFAULT)
+        assert sel.selected.dtype == bool and sel.selected.shape == (n,)
 
 
 @given(updates_strategy())
@@ -89,7 +91,7 @@ def test_scores_are_translation_invariant(params, shift):
 def test_projection_matches_reference(rng):
     x = rng.standard_normal((15, 400)).astype(np.float32) * rng.uniform(0.1, 3, 400).astype(np.float32)
     want, scores = ref_multikrum(x, 3, 12, k=50)
-    sel = qkrum.select(x, 3, project=50)
+    sel = qkrum.select(x, 3, method="multikrum", project=50)
     np.testing.assert_array_equal(sel.selected, want)
     assert sel.info["k"] == 50
     assert set(sel.info["timings"]) >= {"projection", "distances", "scores", "selection", "total"}
@@ -98,12 +100,18 @@ def test_projection_matches_reference(rng):
 def test_pytree_updates_equal_their_flattening(rng):
     tree = {"w": rng.standard_normal((9, 4, 5)).astype(np.float32), "b": rng.standard_normal((9, 5)).astype(np.float32)}
     flat = np.concatenate([tree["b"].reshape(9, -1), tree["w"].reshape(9, -1)], axis=1)  # tree_util order: b, w
-    a = qkrum.select(tree, 2)
-    b = qkrum.select(flat, 2)
+    a = qkrum.select(tree, 2, method="multikrum")
+    b = qkrum.select(flat, 2, method="multikrum")
     np.testing.assert_array_equal(a.selected, b.selected)
     agg = a.aggregate(tree)
     np.testing.assert_allclose(np.asarray(agg["w"]), tree["w"][a.selected].mean(0), rtol=1e-5)
     np.testing.assert_allclose(np.asarray(agg["b"]), tree["b"][a.selected].mean(0), rtol=1e-5)
+    # The default (mixing after the selection): the pytree aggregate is the flat one, split.
+    a, b = qkrum.select(tree, 2), qkrum.select(flat, 2)
+    np.testing.assert_array_equal(a.selected, b.selected)
+    agg, want = a.aggregate(tree), np.asarray(b.aggregate(flat))
+    np.testing.assert_allclose(np.asarray(agg["b"]).ravel(), want[:5], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(agg["w"]).ravel(), want[5:], rtol=1e-5)
 
 
 def test_float64_selection(rng):

@@ -232,3 +232,16 @@ def test_the_cifar10_config_runs_on_generated_files(tmp_path):
     (row,) = load_cells(out).values()
     run_config, rows = read_run(out / row["file"])
     assert run_config["dataset"] == "cifar10" and run_config["model"] == "cnn" and len(rows) == 1
+
+
+def test_a_cell_without_a_method_names_the_default():
+    """A config that leaves the server rule to simulate's default records that default in
+    each cell, so a later change of the default makes new cells instead of resuming old ones."""
+    import qkrum
+
+    def cells(**grid):
+        return expand(parse_config({"fixed": {"rounds": 1}, "grid": {"attack": ["gaussian"], **grid}}))
+
+    implicit, explicit, other = cells(), cells(method=[qkrum.rules.DEFAULT]), cells(method=["multikrum"])
+    assert implicit[0].params["method"] == qkrum.rules.DEFAULT
+    assert implicit[0].id == explicit[0].id != other[0].id

@@ -122,7 +122,7 @@ def test_report_tables_match_the_cell_files(sweep_dir, tmp_path):
     written = write_report(sweep_dir, tmp_path / "out")
     for name in ("detection.md", "detection.csv", "test_accuracy.md", "test_accuracy.csv", "worst_case.md",
                  "worst_case.csv", "paper_comparison.md", "paper_comparison.csv", "failed.md", "report.md",
-                 "heatmap_attack_method.png", "rounds_mnist_alie.png", "rounds_mnist_gaussian.png"):
+                 "heatmap_attack_method.png", "heatmap_test_accuracy.png", "rounds_mnist_alie.png", "rounds_mnist_gaussian.png"):
         assert name in written and written[name].is_file() and written[name].stat().st_size > 0, name
     assert not any(name.startswith("heatmap_f_alpha") for name in written)
 

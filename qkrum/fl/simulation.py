@@ -95,7 +95,7 @@ import qkrum
 from qkrum import attacks, metrics
 from qkrum._validation import check_int
 from qkrum.ensemble import REGIMES
-from qkrum.rules import as_rule
+from qkrum.rules import DEFAULT, as_rule
 from qkrum.selection import PAPER_PROJECTION, ByzantineMajorityWarning
 from qkrum.fl.models import model_for
 from qkrum.fl.training import LocalConfig, evaluator, local_trainer, pad_clients
@@ -197,7 +197,7 @@ def _attack_context(name: str, options: dict, *, aggregator: Aggregator, updates
     return context
 
 
-def selection_aggregator(method: Any = "multikrum", *, m: int | None = None,
+def selection_aggregator(method: Any = DEFAULT, *, m: int | None = None,
                          project: int | None = PAPER_PROJECTION, **options: Any) -> Aggregator:
     """The server step of :func:`qkrum.aggregator` (the same code as a JAX training loop's):
     the rule selects on the host, its aggregate is computed from the selection.
@@ -531,7 +531,7 @@ def simulate(
     clients: int = 15,
     byzantine: int = 3,
     attack: str = "none",
-    method: Any = "multikrum",
+    method: Any = DEFAULT,
     rounds: int = 30,
     seed: int = 0,
     partition: str = "dirichlet",

@@ -123,6 +123,10 @@ class Rule:
             QUBO methods, Krum), see :attr:`selects`.
         uses_projection: whether :func:`qkrum.select`'s ``project`` applies (the
             classical statistics always work on the full updates).
+        mix: steps applied *after* the selection, to the rows the aggregate is taken
+            over (:func:`multikrum_nnm`: the rule selects on the clients' own updates and
+            averages the selected clients' nearest-neighbour-mixed updates). Unlike
+            ``pre``, they never change what the rule sees, and they keep rows in place.
     """
 
     name: str
@@ -132,11 +136,23 @@ class Rule:
     pre: tuple[PreAggregator, ...] = ()
     uses_projection: bool = True
     factory: Callable[..., "Rule"] | None = dataclasses.field(default=None, repr=False)
+    mix: tuple[PreAggregator, ...] = ()
+
+    def __post_init__(self) -> None:
+        for p in self.mix:
+            if any(p.rows(k) != k for k in (1, 2, 7, 100)):
+                raise ValueError(f"a rule's mix step must keep rows in place; {p.spec!r} changes their number")
 
     @property
     def selects(self) -> bool:
         """Whether the aggregate is the mean of the selected rows (no robust statistic)."""
         return self.statistic is None
+
+    @property
+    def plain_mean(self) -> bool:
+        """Whether the aggregate is the plain mean of the selected clients' own updates
+        (a selecting rule with no pre-aggregation and no mixing)."""
+        return self.statistic is None and not self.pre and not self.mix
 
     @property
     def kwargs(self) -> dict:
@@ -197,7 +213,10 @@ class Rule:
         """The aggregate of a round: pre-aggregate ``x`` (clients ``valid``), then the
         rule's combine over the rows ``row_selected``. Traceable; the one formula behind
         :meth:`qkrum.Selection.aggregate` and :func:`qkrum.aggregator`."""
-        rows = self.preaggregate(x, valid, f, key).x if self.pre else x
+        out = self.preaggregate(x, valid, f, key) if self.pre else PreResult(x, valid)
+        rows = out.x
+        for i, p in enumerate(self.mix):  # after the selection: only the aggregate sees them
+            rows = p(rows, out.valid, f, jax.random.fold_in(key, len(self.pre) + i)).x
         return (combine or self.combine(f))(rows, row_selected)
 
     def select(self, updates: Any, f: int, **kwargs: Any):

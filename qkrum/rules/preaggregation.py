@@ -159,10 +159,10 @@ def nearest_neighbor_mixing(x: jax.Array, valid: jax.Array, f: int) -> jax.Array
 
     Distances: squared distances use the Gram identity
     ``‖y_i‖² + ‖y_j‖² − 2 y_i·y_j`` (clamped at 0, exact 0 on the diagonal) on the rows
-    *centred on the coordinate-wise (lower) median of the valid rows*. Distances are
-    translation invariant, and centring removes the cancellation the Gram identity
-    suffers on rows with a large common offset; the median is robust, so one outsized
-    (Byzantine) row cannot shift the centre. A valid pair whose distance overflows counts
+    *centred on a medoid*: the valid row whose ``k`` nearest valid rows are closest, by a
+    first pass on the raw rows. Distances are translation invariant, and centring removes
+    the cancellation the Gram identity suffers on rows with a large common offset; the
+    medoid is chosen like a Krum score, so outsized (Byzantine) rows cannot be the centre. A valid pair whose distance overflows counts
     as ``finfo.max`` (still before every invalid row). The means are taken over the
     original (uncentred) rows.
 
@@ -179,33 +179,43 @@ def nearest_neighbor_mixing(x: jax.Array, valid: jax.Array, f: int) -> jax.Array
     return _nnm(x, valid, f)
 
 
+def _sq_distances(y: jax.Array, valid: jax.Array) -> jax.Array:
+    """Squared distances by the Gram identity, clamped at 0, 0 on the diagonal; an
+    overflowed valid pair is ``finfo.max`` (far, but valid); invalid columns ``+inf``."""
+    n, dtype = y.shape[0], y.dtype
+    g = jnp.matmul(y, y.T, precision=_HIGHEST)
+    sq = jnp.diagonal(g)
+    d2 = jnp.maximum(sq[:, None] + sq[None, :] - 2 * g, 0)
+    d2 = jnp.where(jnp.isfinite(d2), d2, jnp.asarray(jnp.finfo(dtype).max, dtype))
+    d2 = jnp.where(jnp.eye(n, dtype=bool), jnp.zeros((), dtype), d2)
+    return jnp.where(valid[None, :], d2, jnp.inf)
+
+
+def _nearest(d2: jax.Array, k: jax.Array) -> jax.Array:
+    """``(n, n)`` bool: the ``k`` smallest entries of each row (ties: lower index)."""
+    return _inverse_permutation(jnp.argsort(d2, axis=1, stable=True)) < k
+
+
 @_jit_static("f")
 def _nnm(x: jax.Array, valid: jax.Array, f: int) -> jax.Array:
     n = x.shape[0]
     dtype = x.dtype
     x_safe = _masked(x, valid)
     n_valid = jnp.sum(valid, dtype=jnp.int32)
+    k = jnp.minimum(n - f, n_valid)
 
-    # Lower coordinate-wise median of the valid rows (invalid entries sort last as +inf;
-    # sorting is not arithmetic, so NaN rows never enter it).
-    col_sorted = jnp.sort(jnp.where(valid[:, None], x, jnp.inf), axis=0)
-    mid = jnp.maximum((n_valid - 1) // 2, 0)
-    center = jax.lax.dynamic_index_in_dim(col_sorted, mid, axis=0, keepdims=False)
-    center = jnp.where(n_valid > 0, center, jnp.zeros((), dtype))
+    # Centre on a medoid: the valid row whose k nearest are closest (Krum-like, so robust
+    # to the f farthest rows). A first pass of distances on the raw rows picks it; any row
+    # inside the cloud removes a large common offset (the cancellation of the Gram identity),
+    # and the exact distances are translation invariant. (A coordinate-wise median did the
+    # same at the cost of a sort of every coordinate: 1.7 s of 2 s at n = 100, d = 159,010.)
+    first = _sq_distances(x_safe, valid)
+    spread = jnp.sum(jnp.where(_nearest(first, k), first, 0), axis=1)
+    medoid = jnp.argmin(jnp.where(valid, spread, jnp.inf))
+    center = jnp.where(n_valid > 0, x_safe[medoid], jnp.zeros((), dtype))
     y = jnp.where(valid[:, None], x_safe - center[None, :], jnp.zeros((), dtype))
 
-    g = jnp.matmul(y, y.T, precision=_HIGHEST)
-    sq = jnp.diagonal(g)
-    d2 = jnp.maximum(sq[:, None] + sq[None, :] - 2 * g, 0)
-    big = jnp.asarray(jnp.finfo(dtype).max, dtype)
-    d2 = jnp.where(jnp.isfinite(d2), d2, big)  # overflowed valid pairs: far, but valid
-    d2 = jnp.where(jnp.eye(n, dtype=bool), jnp.zeros((), dtype), d2)
-    d2 = jnp.where(valid[None, :], d2, jnp.inf)  # invalid candidates sort last
-
-    order = jnp.argsort(d2, axis=1, stable=True)
-    rank = _inverse_permutation(order)
-    k = jnp.minimum(n - f, n_valid)
-    weights = (rank < k).astype(dtype)  # exactly k valid columns per row (k <= n_valid)
+    weights = _nearest(_sq_distances(y, valid), k).astype(dtype)  # exactly k valid columns per row
     sums = jnp.matmul(weights, x_safe, precision=_HIGHEST)
     mixed = sums / jnp.maximum(k, 1).astype(dtype)
     return jnp.where(valid[:, None], mixed, jnp.zeros((), dtype))

@@ -36,6 +36,8 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from qkrum.rules import DEFAULT
+
 __all__ = ["Cell", "SweepConfig", "cell_id", "expand", "load_config", "parse_config", "simulate_options"]
 
 if sys.version_info >= (3, 11):
@@ -169,7 +171,7 @@ def _check_cell(params: dict, where: str) -> None:
         raise ValueError(f"{where}: unknown dataset={dataset!r}; valid datasets: {', '.join(DATASETS)}")
     try:
         resolve_attack(params.get("attack", "none"), params.get("attack_options"))
-        as_rule(params.get("method", "multikrum"), params.get("method_options"))
+        as_rule(params["method"], params.get("method_options"))
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{where}: {exc}") from None
 
@@ -183,7 +185,10 @@ def expand(config: SweepConfig) -> list[Cell]:
         keys = list(grid)
         for values in itertools.product(*(grid[k] for k in keys)):
             axes = dict(zip(keys, values))
-            params = {**config.fixed, **axes}
+            # The server rule is always part of a cell's identity: a config that leaves it
+            # to simulate's default names that default, so a later change of the default
+            # gives new cells rather than resuming old ones under another rule.
+            params = {"method": DEFAULT, **config.fixed, **axes}
             _check_cell(params, f"{where}: cell {_canonical(axes)}")
             cid = cell_id(params)
             cells.setdefault(cid, Cell(cid, params, axes))

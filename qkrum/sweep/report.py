@@ -16,7 +16,8 @@ with the paper's numbers, and figures.
   over the attacks both have as a last row;
 * ``failed.md`` when a cell failed: its grid values, attempts and error;
 * figures (the ``plot`` extra, matplotlib; without it the tables are written and the
-  figures skipped with a warning): ``heatmap_attack_method.png``,
+  figures skipped with a warning): ``heatmap_attack_method.png`` (detection accuracy),
+  ``heatmap_test_accuracy.png`` (final test accuracy, when the cells have it),
   ``heatmap_f_alpha_<method>.png`` when the grid varies ``byzantine`` and ``alpha``, and
   ``rounds_<dataset>_<attack>.png`` (the paper's Figures 1–6) for ``alie`` and
   ``sparse_lie`` (every attack when the sweep has at most 4);
@@ -478,32 +479,41 @@ def _save(fig, path: Path) -> Path:
 
 
 def _heatmap(ax, matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], title: str, xlabel: str,
-             ylabel: str):
+             ylabel: str, vmin: float = 0.0, vmax: float = 100.0):
     """Annotated heatmap of ``matrix`` (percent, NaN shown as '–') on ``ax``."""
-    image = ax.imshow(np.ma.masked_invalid(matrix), vmin=0, vmax=100, cmap="viridis", aspect="auto")
+    image = ax.imshow(np.ma.masked_invalid(matrix), vmin=vmin, vmax=vmax, cmap="viridis", aspect="auto")
+    dark = vmin + 0.6 * (vmax - vmin)  # annotate in white on the dark end of the map
     ax.set_facecolor("0.85")
     ax.set_xticks(range(len(cols)), labels=cols, rotation=30, ha="right")
     ax.set_yticks(range(len(rows)), labels=rows)
     for (i, j), value in np.ndenumerate(matrix):
         ax.text(j, i, f"{value:.1f}" if math.isfinite(value) else "–", ha="center", va="center", fontsize=8,
-                color="black" if not math.isfinite(value) or value >= 60 else "white")
+                color="black" if not math.isfinite(value) or value >= dark else "white")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     return image
 
 
-def _attack_method_heatmap(groups, defaults, out: Path) -> dict[str, Path]:
-    """``heatmap_attack_method.png``: mean detection accuracy, attack × method, a panel per group."""
+def _attack_method_heatmap(groups, defaults, out: Path, value: str = "detection_accuracy") -> dict[str, Path]:
+    """An attack × method heatmap of ``value``'s mean, a panel per group:
+    ``heatmap_attack_method.png`` (detection accuracy) or ``heatmap_test_accuracy.png``
+    (final test accuracy, coloured over the range of its values so that a few points show)."""
     fig, axes = _figure(len(groups), max(5.5, 2.5 + 1.1 * max(len(_ordered(s, 1)) for _, s in groups)),
                         max(3.5, 1.8 + 0.45 * max(len(_ordered(s, 0)) for _, s in groups)))
-    for ax, (group, slots) in zip(axes, groups):
+    title = _METRIC_TITLES[value]
+    matrices = []
+    for group, slots in groups:
         attacks, methods = _ordered(slots, 0), _ordered(slots, 1)
-        matrix = np.array([[_stats(slots.get((a, m), []), "detection_accuracy")[0] for m in methods]
-                           for a in attacks])
-        image = _heatmap(ax, matrix, attacks, methods,
-                         f"Detection accuracy (%)\n{_group_title(group, _entries(slots), defaults)}",
-                         "method", "attack")
-    fig.colorbar(image, ax=axes, label="detection accuracy (%)", shrink=0.8)
-    return {"heatmap_attack_method.png": _save(fig, out / "heatmap_attack_method.png")}
+        matrices.append((group, slots, attacks, methods,
+                         np.array([[_stats(slots.get((a, m), []), value)[0] for m in methods] for a in attacks])))
+    finite = np.concatenate([m[-1][np.isfinite(m[-1])] for m in matrices]) if matrices else np.array([])
+    vmin, vmax = (0.0, 100.0) if value == "detection_accuracy" or not finite.size else \
+        (float(np.floor(finite.min())), float(np.ceil(finite.max())) + (finite.min() == finite.max()))
+    for ax, (group, slots, attacks, methods, matrix) in zip(axes, matrices):
+        image = _heatmap(ax, matrix, attacks, methods, f"{title} (%)\n{_group_title(group, _entries(slots), defaults)}",
+                         "method", "attack", vmin=vmin, vmax=vmax)
+    fig.colorbar(image, ax=axes, label=f"{title.lower()} (%)", shrink=0.8)
+    name = "heatmap_attack_method.png" if value == "detection_accuracy" else "heatmap_test_accuracy.png"
+    return {name: _save(fig, out / name)}
 
 
 def _entries(slots) -> list[dict]:
@@ -615,6 +625,8 @@ def _figures(entries, groups, axes_all, defaults, out: Path) -> dict[str, Path]:
         warnings.warn(f"{exc}; the report's tables are written, its figures skipped", stacklevel=3)
         return {}
     written = _attack_method_heatmap(groups, defaults, out)
+    if any(math.isfinite(e["results"].get("final_test_accuracy", math.nan)) for e in entries):
+        written.update(_attack_method_heatmap(groups, defaults, out, "final_test_accuracy"))
     if "byzantine" in axes_all and "alpha" in axes_all:
         written.update(_f_alpha_heatmaps(entries, axes_all, defaults, out))
     written.update(_round_figures(entries, axes_all, defaults, out))
