@@ -90,7 +90,7 @@ class Selection:
     @property
     def combine(self) -> Callable | None:
         """The round's statistic ``(x, mask) -> (d,)``, or ``None`` when the aggregate is
-        the mean of the selected clients (and no pre-aggregation step ran)."""
+        the mean of the selected clients' own updates (no pre-aggregation, no mixing)."""
         if self.rule is None or self.rule.plain_mean:
             return None
         return (self.round.combine if self.round is not None and self.round.combine is not None
