@@ -8,7 +8,7 @@ What it checks: qkrum imports from site-packages (not the source tree); ``qkrum.
 runs MultiKrum, the QUBO selection, MultiSignal and the trimmed mean, and a jitted
 ``qkrum.aggregator`` round runs; qkrum.anneal, qkrum.qubo, qkrum.attacks and qkrum.cqsa
 import; none of the extras' packages (flax, scikit-learn, matplotlib, tqdm, rich) was
-installed; the FL simulator and the CLI's ``simulate`` and ``plot`` fail with an ImportError
+installed; the FL simulator, qkrum.flower and the CLI's ``simulate`` and ``plot`` fail with an ImportError
 (an exit status 2) that names the extra to install, while ``qkrum --help`` works. Then it
 prints how many packages the install holds and their size. Not a pytest file (pytest
 collects only tests/).
@@ -25,7 +25,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-ABSENT = ("flax", "sklearn", "matplotlib", "tqdm", "rich")
+ABSENT = ("flax", "sklearn", "matplotlib", "tqdm", "rich", "flwr")
 
 
 def check(condition: bool, message: str) -> None:
@@ -95,6 +95,8 @@ def main() -> None:
     check_import_error(lambda: qkrum.fl.simulate("digits", rounds=1, progress=False), "fl", "qkrum.fl.simulate")
     check_import_error(lambda: qkrum.fl.model_for("mnist"), "fl", "qkrum.fl.model_for")
     check_import_error(lambda: qkrum.fl.plot_runs([], "unused.png"), "plot", "qkrum.fl.plot_runs")
+    # The Flower strategy names its extra too.
+    check_import_error(lambda: importlib.import_module("qkrum.flower"), "flower", "import qkrum.flower")
 
     script = Path(sys.executable).with_name("qkrum")
     check(script.exists(), f"the qkrum console script is missing beside {sys.executable}")

@@ -50,3 +50,20 @@ def ref_krum(d, f):
 def ref_gap(scores, m):
     s = np.sort(np.asarray(scores, np.float64))
     return (s[m] - s[m - 1]) / s.std()
+
+
+def load_example(script):
+    """Import an example script by path, its folder first on sys.path as when it runs
+    (``python examples/flower/simulate.py`` imports the app package beside it)."""
+    import importlib.util
+    import sys
+
+    folder = str(script.parent)
+    sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.spec_from_file_location(f"_example_{script.parent.name}_{script.stem}", script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(folder)

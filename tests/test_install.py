@@ -73,6 +73,9 @@ def test_extras_hold_what_their_features_import():
     assert names["fl"] | names["plot"] | {"tqdm", "dwave-samplers"} <= names["bench"]
     assert {"tensorflow-datasets", "importlib-resources"} <= names["tfds"]
     assert names["bench"] | {"pytest", "hypothesis", "scipy", "dwave-system"} <= names["test"]
+    # qkrum.flower and its tests (run_simulation needs Flower's simulation extra, i.e. Ray).
+    assert names["flower"] == {"flwr"} and any("flwr[simulation]" in r for r in extras["flower"])
+    assert {"flwr", "ray"} <= names["test"]
     # The core never sneaks into an extra with other bounds than its own.
     core = {_name(r): r for r in _project()["dependencies"]}
     for extra, reqs in extras.items():

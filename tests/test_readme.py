@@ -14,6 +14,11 @@ Conventions (keep README edits inside them):
   - ``python -m benchmarks.NAME ...``, ``qkrum ...`` and ``python -m qkrum ...`` are parsed by
     the command's own argparse parser (its ``parse_args`` where the module has one), so every
     flag and value must exist and validate; their ``--help`` runs;
+  - ``python examples/NAME.py ...`` (and ``examples/flower/simulate.py``): parsed by the
+    script's ``build_parser()``;
+  - ``flwr run APP ...``: ``APP`` is a Flower app in the repository (``[tool.flwr.app]``),
+    every ``--run-config`` key is one of its ``[tool.flwr.app.config]`` keys and every
+    ``--federation-config`` key one of Flower's simulation settings;
   - ``pip install [-q] -e ".[extra,...]"``: the extras exist in pyproject.toml;
   - ``python3 -m venv DIR``, ``. DIR/bin/activate``, ``export VAR=VALUE``, ``python -m pytest``.
 
@@ -42,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import load_example
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -164,6 +170,36 @@ def _parse_module(module: str, argv: list[str]) -> argparse.Namespace:
     return parse_with_real_parser(mod.main, argv)
 
 
+#: ``flwr run --federation-config`` keys (flwr 1.42's simulation settings).
+FLWR_FEDERATION_KEYS = {"num-supernodes", "client-resources-num-cpus", "client-resources-num-gpus", "backend",
+                        "verbose", "init-args-num-cpus", "init-args-num-gpus", "init-args-logging-level",
+                        "init-args-log-to-driver"}
+
+
+def _check_flwr_run(args: list[str], where: str, text: str) -> None:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    app, options = (args[0], args[1:]) if args and not args[0].startswith("-") else (".", args)
+    project = ROOT / app / "pyproject.toml"
+    assert project.is_file(), f"{where}: {app} is not a Flower app in the repository (no pyproject.toml): {text}"
+    flwr = tomllib.loads(project.read_text()).get("tool", {}).get("flwr", {})
+    assert "app" in flwr, f"{where}: {project.relative_to(ROOT)} has no [tool.flwr.app]: {text}"
+    i = 0
+    while i < len(options):
+        flag = options[i]
+        if flag == "--stream":
+            i += 1
+            continue
+        assert flag in ("--run-config", "-c", "--federation-config") and i + 1 < len(options), (
+            f"{where}: flwr run option {flag!r} is not one this check knows: {text}")
+        keys = {item.partition("=")[0] for item in shlex.split(options[i + 1])}
+        allowed = set(flwr["app"].get("config", {})) if flag != "--federation-config" else FLWR_FEDERATION_KEYS
+        assert keys <= allowed, f"{where}: {flag} keys {sorted(keys - allowed)} are not among {sorted(allowed)}: {text}"
+        i += 2
+
+
 def _extras() -> set[str]:
     try:
         import tomllib
@@ -232,6 +268,18 @@ def check_command(cmd: Command, state: dict) -> None:
         elif ns.command == "report":
             cmd.reads.append(ns.sweep_dir)
             cmd.writes.append(ns.out)
+    elif argv[0] in ("python", "python3") and len(argv) > 1 and argv[1].startswith("examples/") and argv[1].endswith(".py"):
+        cmd.kind = "example"
+        script = ROOT / argv[1]
+        assert script.is_file(), f"{where}: {argv[1]} is not in the repository: {cmd.text}"
+        try:
+            cmd.namespace = load_example(script).build_parser().parse_args(argv[2:])
+        except SystemExit as exc:
+            raise AssertionError(f"{where}: {argv[1]} rejects these arguments ({exc}): {cmd.text}") from None
+        cmd.writes += [str(cmd.namespace.out)] if getattr(cmd.namespace, "out", None) else []
+    elif argv[:2] == ["flwr", "run"]:
+        cmd.kind = "flwr"
+        _check_flwr_run(argv[2:], where, cmd.text)
     elif argv[0] in ("python", "python3") and len(argv) > 2 and argv[1] == "-m" and argv[2].startswith("benchmarks."):
         cmd.kind = "benchmark"
         try:
@@ -399,8 +447,8 @@ BASH_BLOCKS = [b for b in readme_blocks() if b.lang == "bash"]
 @pytest.mark.parametrize("index", range(len(BASH_BLOCKS)), ids=[f"README.md:{b.line}" for b in BASH_BLOCKS])
 def test_bash_block_runs_as_written(index, tmp_path):
     block, commands = checked_bash_blocks()[index]
-    runnable = [c for c in commands if c.kind in ("qkrum", "benchmark") or c.argv[0] == "export"]
-    if not any(c.kind in ("qkrum", "benchmark") for c in runnable):
+    runnable = [c for c in commands if c.kind in ("qkrum", "benchmark", "example", "flwr") or c.argv[0] == "export"]
+    if not any(c.kind in ("qkrum", "benchmark", "example", "flwr") for c in runnable):
         pytest.skip("only setup steps and the test suite itself")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -425,8 +473,15 @@ def test_bash_block_runs_as_written(index, tmp_path):
         for folder in ("examples", "benchmarks"):
             (tmp_path / folder).symlink_to(ROOT / folder)
     home = env.get("HOME") or str(Path.home())
+    # `flwr run` keeps its config and a local SuperLink under FLWR_HOME: a scratch one, and the
+    # SuperLink it started is stopped afterwards.
+    env["FLWR_HOME"] = str(tmp_path / "flwr-home")
     script = "set -euo pipefail\n" + "\n".join(_shell_line(c, home) for c in runnable) + "\n"
-    proc = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True)
+    finally:
+        if any(c.kind == "flwr" for c in runnable):
+            subprocess.run(["pkill", "-f", env["FLWR_HOME"]], check=False)
     assert proc.returncode == 0, f"{block.section} (README.md:{block.line}) failed:\n{proc.stderr[-4000:]}"
     for cmd in runnable:
         for path in cmd.writes:

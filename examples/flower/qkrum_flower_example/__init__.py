@@ -1,0 +1,1 @@
+"""A Flower app whose server defends with qkrum (see ../README.md)."""
