@@ -66,7 +66,6 @@ _flwr_strategy = require("flwr.serverapp.strategy", "flower", "qkrum.flower")
 __all__ = ["QkrumStrategy", "selection_rule"]
 
 
-
 def _log(level: int, message: str, *args: Any) -> None:
     _flwr_common.log(level, message, *args)  # Flower's logger: the lines appear with Flower's own
 
@@ -101,13 +100,12 @@ def _parse_reply(content: Any, reference: list, weight_key: str) -> tuple[np.nda
     expected = [key for key, _, _ in reference]
     if keys != expected:
         raise _Malformed(f"ArrayRecord keys {keys} differ from the global arrays' {expected}")
-    metrics = list(content.metric_records.values())
-    if len(metrics) != 1:
-        raise _Malformed(f"expected exactly one MetricRecord, got {len(metrics)}")
-    weight = _number(metrics[0].get(weight_key))
+    metrics = _only_metrics(content)
+    if metrics is None:
+        raise _Malformed(f"expected exactly one MetricRecord, got {len(content.metric_records)}")
+    weight = _number(metrics.get(weight_key))
     if weight is None or not math.isfinite(weight) or weight <= 0:
-        raise _Malformed(f"MetricRecord[{weight_key!r}] must be a finite number > 0, "
-                         f"got {metrics[0].get(weight_key)!r}")
+        raise _Malformed(f"MetricRecord[{weight_key!r}] must be a finite number > 0, got {metrics.get(weight_key)!r}")
     parts = []
     for key, ref, _ in reference:
         try:
@@ -129,7 +127,7 @@ def _metric_view(contents: list) -> list:
     """Each content's one MetricRecord reduced to the keys every content has, as RecordDicts
     holding only it: FedAvg's metric average sums whatever keys it finds and divides by the
     total weight, so a key only some clients send would come out scaled down."""
-    records = [next(iter(c.metric_records.values())) for c in contents]
+    records = [_only_metrics(c) for c in contents]  # parsed replies: exactly one each
     common = set.intersection(*(set(r.keys()) for r in records)) if records else set()
     return [_flwr_app.RecordDict({"metrics": _flwr_app.MetricRecord({k: v for k, v in r.items() if k in common})})
             for r in records]
@@ -157,9 +155,21 @@ def _weighted_combine(weights: np.ndarray) -> Callable:
     return combine
 
 
+def _selects_clients(rule: Rule) -> bool:
+    """Whether the rule's aggregate is a mean over selected rows that are the clients (no
+    robust statistic, no bucketing): what per-client weights and Bulyan's hook need."""
+    return rule.selects and all(p.keeps_rows for p in rule.pre)
+
+
+def _only_metrics(content: Any) -> Any:
+    """A content's MetricRecord when it has exactly one, else None."""
+    records = list(content.metric_records.values())
+    return records[0] if len(records) == 1 else None
+
+
 def _check_rule(method: Any, weighted: bool) -> Rule:
     rule = as_rule(method, {})
-    if weighted and (not rule.selects or not all(p.keeps_rows for p in rule.pre)):
+    if weighted and not _selects_clients(rule):
         what = ("aggregates with a robust statistic" if not rule.selects
                 else "pre-aggregates clients into fewer rows (buckets)")
         raise ValueError(f"method={rule.spec!r} {what}, which has no per-client weights; pass weighted=False")
@@ -339,26 +349,22 @@ class QkrumStrategy(_flwr_strategy.FedAvg):
         _log(logging.INFO, "qkrum: round %d: %d selected, rejected %s", server_round, len(selected), entry["rejected"])
         return arrays, metrics
 
-
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Any]) -> Any:
         """FedAvg's ``aggregate_evaluate`` over the replies that keep the reply contract (one
         MetricRecord with a finite ``weighted_by_key`` > 0) and carry the most common set of
         metric keys; FedAvg itself raises for the whole round on one inconsistent reply."""
-        usable = []
+        failures, usable = [], []
         for msg in replies:
             if msg.has_error():
-                usable.append(msg)  # FedAvg counts and logs failures
+                failures.append(msg)  # FedAvg counts and logs them
                 continue
-            records = list(msg.content.metric_records.values())
-            weight = _number(records[0].get(self.weighted_by_key)) if len(records) == 1 else None
+            record = _only_metrics(msg.content)
+            weight = _number(record.get(self.weighted_by_key)) if record is not None else None
             if weight is not None and math.isfinite(weight) and weight > 0:
-                usable.append(msg)
-        keysets = [frozenset(next(iter(m.content.metric_records.values())).keys()) for m in usable
-                   if not m.has_error()]
-        if keysets:
-            common = max(set(keysets), key=lambda k: (keysets.count(k), sorted(k)))
-            usable = [m for m in usable if m.has_error()
-                      or frozenset(next(iter(m.content.metric_records.values())).keys()) == common]
+                usable.append((msg, frozenset(record.keys())))
+        keysets = [keys for _, keys in usable]
+        common = max(set(keysets), key=lambda k: (keysets.count(k), sorted(k))) if keysets else None
+        usable = failures + [msg for msg, keys in usable if keys == common]
         return super().aggregate_evaluate(server_round, usable)
 
 
@@ -373,7 +379,7 @@ def selection_rule(method: Any = "multikrum", *, project: int | None = None, see
     weights (None). Contents come back in their input order.
     """
     rule = as_rule(method, {})
-    if not rule.selects or not all(p.keeps_rows for p in rule.pre):
+    if not _selects_clients(rule):
         raise ValueError(f"selection_rule needs a rule that selects clients; method={rule.spec!r} does not")
     project = None if project is None else check_int("project", project, minimum=1)
     seed = check_int("seed", seed)

@@ -122,9 +122,10 @@ def byzantine_update(cfg: dict, flat_params: np.ndarray, partition_id: int, num_
                                    for j in range(b, num_partitions)]))
     name, options = attacks.parse_attack(name)
     wanted = attacks.context_parameters(name) - set(options)
-    if "own" in wanted:
-        options["own"] = jnp.asarray(np.stack([local_update(cfg, flat_params, j, num_partitions, server_round)[0]
-                                               for j in range(b)]))
+    if "own" in wanted:  # the colluders' own honest updates (this partition's is computed above)
+        options["own"] = jnp.asarray(np.stack([
+            own if j == partition_id else local_update(cfg, flat_params, j, num_partitions, server_round)[0]
+            for j in range(b)]))
     if "round" in wanted:
         options["round"] = server_round
     if "defence" in wanted:
