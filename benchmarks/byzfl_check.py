@@ -27,7 +27,8 @@ import qkrum
 from benchmarks.robustness import honest_rounds
 
 #: label -> qkrum.select keyword arguments.
-DEFENCES = {"multikrum_nnm (default)": {}, "multikrum (k=1000)": {"method": "multikrum"},
+DEFENCES = {"screened_multikrum_nnm (default)": {}, "multikrum_nnm": {"method": "multikrum_nnm"},
+            "multikrum (k=1000)": {"method": "multikrum"},
             "multikrum (full)": {"method": "multikrum", "project": None},
             "nnm+trimmed_mean": {"method": "nnm,trimmed_mean"}, "centered_clipping": {"method": "centered_clipping"}}
 

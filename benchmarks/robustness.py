@@ -45,9 +45,12 @@ from benchmarks.harness import ResultsLog, environment
 #: Defences measured by default: qkrum's methods, then the classical anchors. Each is
 #: ``label -> (method spec, qkrum.select keyword arguments)``.
 DEFENCES: dict[str, tuple[str, dict]] = {
-    # qkrum.select's default (qkrum.rules.DEFAULT): MultiKrum on the full updates selects,
-    # the aggregate is the mean of the selected clients' NNM-mixed updates
-    "multikrum_nnm (default)": (qkrum.rules.DEFAULT, {}),
+    # qkrum.select's default (qkrum.rules.DEFAULT): the direction screen, then
+    # multikrum_nnm on the clients it keeps
+    "screened_multikrum_nnm (default)": (qkrum.rules.DEFAULT, {}),
+    # MultiKrum on the full updates selects, the aggregate is the mean of the selected
+    # clients' NNM-mixed updates (the default before the screen)
+    "multikrum_nnm": ("multikrum_nnm", {}),
     "multikrum (k=1000)": ("multikrum", {}),  # the paper's MultiKrum, on the k = 1000 projection
     "qubo": ("qubo", {}),
     "cascade": ("cascade", {}),
@@ -120,9 +123,15 @@ def run_cell(x: np.ndarray, byz_idx: np.ndarray, f: int, defence: str, attack: s
     mu = np.asarray(honest, np.float64).mean(axis=0)
     rule = qkrum.rules.as_rule(method)
     det = metrics.detection(np.asarray(info["selected"]), is_byz) if rule.selects else None
-    return {"error": aggregate_error(agg, honest) / float(np.linalg.norm(mu)),
-            "detection_accuracy": None if det is None else det["accuracy"],
-            "regime": info.get("regime"), "attack_seconds": t1 - t0, "select_seconds": t2 - t1}
+    row = {"error": aggregate_error(agg, honest) / float(np.linalg.norm(mu)),
+           "detection_accuracy": None if det is None else det["accuracy"],
+           "regime": info.get("regime"), "attack_seconds": t1 - t0, "select_seconds": t2 - t1}
+    if "alignment" in info:  # the direction screen: whom it removed, and its margins
+        ratio = np.asarray(info["alignment"]) / np.nanmedian(info["alignment"])
+        row.update(screened=[int(i) for i in info["screened"]],
+                   honest_alignment_min=float(np.nanmin(ratio[~is_byz])) if np.isfinite(ratio[~is_byz]).any() else None,
+                   byzantine_alignment_max=float(np.nanmax(ratio[is_byz])) if np.isfinite(ratio[is_byz]).any() else None)
+    return row
 
 
 def tables(rows: list[dict], defences: list[str], suite: list[str]) -> str:

@@ -113,8 +113,8 @@ def aggregator(f: int, *, method: Any = DEFAULT, m: int | None = None, num_clien
         want = (rows - f) if m is None else m
         if not np.asarray(kernels.valid_clients(x)).any():
             # Nothing can be aggregated: no step (a zero update), reported as num_valid 0.
-            return (np.zeros(n, bool), np.zeros(rows, bool), np.zeros(n, bool), np.int32(0), np.int32(want),
-                    np.int32(-1))
+            return (np.zeros(n, bool), np.zeros(rows, bool), np.zeros(rows, bool), np.zeros(n, bool), np.int32(0),
+                    np.int32(want), np.int32(-1))
         with warnings.catch_warnings():
             # The shortfall is reported in the state; a warning per traced round is noise.
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -122,7 +122,9 @@ def aggregator(f: int, *, method: Any = DEFAULT, m: int | None = None, num_clien
                                norm_guard=norm_guard)
         num_valid = n - len(selection.info["nonfinite"]) - len(selection.info["outsized"])
         regime = selection.info.get("regime")
-        return (selection.round.valid, selection.round.row_selected, np.asarray(selection.selected, dtype=bool),
+        ctx = selection.round
+        row_valid = np.ones(rows, bool) if ctx.row_valid is None else ctx.row_valid
+        return (ctx.valid, ctx.row_selected, row_valid, np.asarray(selection.selected, dtype=bool),
                 np.int32(num_valid), np.int32(max(want - num_valid, 0)),
                 np.int32(REGIMES.index(regime) if regime in REGIMES else -1))
 
@@ -130,7 +132,7 @@ def aggregator(f: int, *, method: Any = DEFAULT, m: int | None = None, num_clien
     def traced_select(x, round_seed):
         n = x.shape[0]
         shapes = (jax.ShapeDtypeStruct((n,), jnp.bool_), jax.ShapeDtypeStruct((rule.rows(n),), jnp.bool_),
-                  jax.ShapeDtypeStruct((n,), jnp.bool_), jax.ShapeDtypeStruct((), jnp.int32),
+                  jax.ShapeDtypeStruct((rule.rows(n),), jnp.bool_), jax.ShapeDtypeStruct((n,), jnp.bool_), jax.ShapeDtypeStruct((), jnp.int32),
                   jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.int32))
         # vmap over rounds calls the host selection once per round.
         return jax.pure_callback(host_select, shapes, x, round_seed, vmap_method="sequential")
@@ -164,8 +166,8 @@ def aggregator(f: int, *, method: Any = DEFAULT, m: int | None = None, num_clien
             # that its errors (bad f for n, a SamplerError) arrive as they are, not wrapped
             # in a JaxRuntimeError by the callback machinery.
             outputs = tuple(jnp.asarray(v) for v in host_select(x, round_seed))
-        valid, row_selected, selected, num_valid, shortfall, regime = outputs
-        flat = rule.aggregate_rows(x, valid, row_selected, f, pre_key(jax.random.key(round_seed)))
+        valid, row_selected, row_valid, selected, num_valid, shortfall, regime = outputs
+        flat = rule.aggregate_rows(x, valid, row_selected, f, pre_key(jax.random.key(round_seed)), row_valid=row_valid)
         # Only a round without a single valid client selects nothing: then no step.
         flat = jnp.where(jnp.any(row_selected), flat, 0).astype(x.dtype)
         keep_mask = selected if state.selected is not None else None

@@ -299,7 +299,8 @@ class QkrumStrategy(_flwr_strategy.FedAvg):
             w = _capped_weights(np.asarray(weights), ctx.valid, self.max_weight)
             aggregate = self.rule.aggregate_rows(jnp.asarray(updates), jnp.asarray(ctx.valid),
                                                  jnp.asarray(ctx.row_selected), ctx.f,
-                                                 pre_key(jax.random.key(ctx.seed)), _weighted_combine(w))
+                                                 pre_key(jax.random.key(ctx.seed)), _weighted_combine(w),
+                                                 ctx.row_valid)
         else:
             aggregate = selection.aggregate(updates)
         aggregate = np.asarray(aggregate, np.float64)

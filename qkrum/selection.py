@@ -54,6 +54,9 @@ class RoundAggregation(NamedTuple):
     f: int
     seed: int
     combine: Callable | None = None
+    # bool (rows,) of the rows the rule's mix step may use (None: every valid row): a
+    # screen's excluded rows are not.
+    row_valid: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ class Selection:
             raise ValueError(f"updates has {x.shape[0]} clients but the selection was made for "
                              f"{ctx.valid.shape[0]}")
         flat = self.rule.aggregate_rows(x, jnp.asarray(ctx.valid), jnp.asarray(ctx.row_selected), ctx.f,
-                                        pre_key(jax.random.key(ctx.seed)), ctx.combine)
+                                        pre_key(jax.random.key(ctx.seed)), ctx.combine, ctx.row_valid)
         return _pytree.unflatten(flat, spec)
 
 
@@ -300,7 +303,10 @@ def select(
             m_rows = check_num_selected(m, n_rows, f)
     rnd = Round(rows, rows_valid, f, m_rows, key, timings, project=project)
     result = rule.run(rnd)
-    row_selected = np.asarray(result.selected, dtype=bool) & np.asarray(rows_valid)
+    row_valid = None
+    if result.excluded is not None:
+        row_valid = np.asarray(rows_valid) & ~np.asarray(result.excluded, dtype=bool)
+    row_selected = np.asarray(result.selected, dtype=bool) & np.asarray(rows_valid if row_valid is None else row_valid)
     scores = np.asarray(result.scores)
     if owner is None:
         selected = row_selected & valid_np
@@ -336,5 +342,5 @@ def select(
         method=rule.name,
         info=info,
         rule=rule,
-        round=RoundAggregation(valid_np, row_selected, f, seed, result.combine),
+        round=RoundAggregation(valid_np, row_selected, f, seed, result.combine, row_valid),
     )

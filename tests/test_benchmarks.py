@@ -256,14 +256,16 @@ def test_robustness_benchmark_against_closed_forms(tmp_path, capsys):
 
     out = tmp_path / "rob.jsonl"
     argv = ["--dataset", "digits", "--clients", "6", "--byzantine", "1", "--warmup", "0", "--rounds", "1",
-            "--defence", "mean", "median", "multikrum_nnm (default)", "--attack", "ipm", "gaussian", "optimal_lie",
+            "--defence", "mean", "median", "screened_multikrum_nnm (default)", "--attack", "ipm", "gaussian", "optimal_lie",
             "--points", "3", "--refine", "1", "--json", str(out), "--no-progress"]
     rows = robustness.main(argv)
     by = {(r["defence"], r["attack"]): r for r in rows}
     assert by[("mean", "ipm")]["error"] == pytest.approx(1 / 6 * 1.1, rel=1e-4)
     assert by[("mean", "ipm")]["detection_accuracy"] == pytest.approx(5 / 6)  # the mean rejects no one
     assert by[("median", "ipm")]["detection_accuracy"] is None  # a statistic selects no one
-    assert by[("multikrum_nnm (default)", "gaussian")]["detection_accuracy"] == 1.0  # std 1.0 noise: far out
+    assert by[("screened_multikrum_nnm (default)", "gaussian")]["detection_accuracy"] == 1.0  # std 1.0 noise: far out
+    slot = int(np.random.default_rng(0).choice(6, 1, replace=False)[0])  # the benchmark's Byzantine slot
+    assert by[("screened_multikrum_nnm (default)", "ipm")]["screened"] == [slot]  # -1.1 mu points away
     text = capsys.readouterr().out
     worst = max(("ipm", "gaussian", "optimal_lie"), key=lambda a: by[("median", a)]["error"])
     assert f"**{by[('median', worst)]['error']:.3f}** ({worst})" in text

@@ -212,13 +212,13 @@ def test_weighted_mean_with_capped_counts_matches_numpy():
     np.testing.assert_allclose(flat_of(arrays), g + updates[-1], atol=1e-4)
 
 
-def test_default_rule_weighted_over_mixed_rows_matches_numpy():
+def test_multikrum_nnm_weighted_over_mixed_rows_matches_numpy():
     rng = np.random.default_rng(5)
     g = rng.standard_normal(D)
     updates = honest_updates(9, rng, spread=0.5)
     counts = np.arange(1, 10) * 7
     replies = [reply(n, g + u, weight=int(c)) for n, u, c in zip(NODES, updates, counts)]
-    strategy = QkrumStrategy(2, max_weight=None)
+    strategy = QkrumStrategy(2, method="multikrum_nnm", max_weight=None)
     start_round(strategy, g, NODES[:9])
     arrays, _ = strategy.aggregate_train(1, replies)
     # reference: MultiKrum on the full updates selects; NNM mixes each client with its n - f
@@ -231,6 +231,25 @@ def test_default_rule_weighted_over_mixed_rows_matches_numpy():
     expected = g + (w[:, None] * mixed[selected]).sum(0) / w.sum()
     np.testing.assert_allclose(flat_of(arrays), expected, atol=1e-5)
     assert strategy.history[-1]["selected"] == sorted(NODES[i] for i in selected)
+
+
+def test_default_rule_screens_before_weighting():
+    """The default's screened clients are nobody's neighbour in the weighted mix either."""
+    rng = np.random.default_rng(7)
+    g = rng.standard_normal(D)
+    updates = honest_updates(9, rng, spread=0.02)
+    updates[:2] = -updates[2:].mean(axis=0) + 0.01 * rng.standard_normal((2, D))  # flipped, near each other
+    counts = np.array([10**6, 10**6, *range(20, 27)])
+    replies = [reply(n, g + u, weight=int(c)) for n, u, c in zip(NODES, updates, counts)]
+    strategy = QkrumStrategy(2, max_weight=None)
+    start_round(strategy, g, NODES[:9])
+    arrays, _ = strategy.aggregate_train(1, replies)
+    assert strategy.history[-1]["rejected"] == sorted(NODES[:2])
+    assert strategy.history[-1]["info"]["screened"] == [0, 1]
+    honest = updates[2:]  # 7 clients left, f = 2: MultiKrum keeps all 7, each mixed over all 7
+    w = counts[2:].astype(np.float64)
+    expected = g + (w[:, None] * np.tile(honest.mean(axis=0), (7, 1))).sum(0) / w.sum()
+    np.testing.assert_allclose(flat_of(arrays), expected, atol=1e-5)
 
 
 def test_statistic_rule_unweighted_is_the_coordinate_median():

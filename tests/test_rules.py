@@ -186,7 +186,8 @@ def test_clipping_and_arc_chains_match_numpy():
     np.testing.assert_allclose(np.asarray(sel.aggregate(x)), arc.mean(axis=0), rtol=1e-5, atol=1e-6)
 
 
-# --- the default: MultiKrum on the full updates selects, NNM feeds the aggregate ----------
+# --- multikrum_nnm (the default's rule behind its screen): MultiKrum on the full updates
+# selects, NNM feeds the aggregate -----------------------------------------------------------
 
 def ref_multikrum_full(x, valid, f, m):
     x = np.asarray(x, np.float64)
@@ -199,10 +200,9 @@ def ref_multikrum_full(x, valid, f, m):
 
 
 @pytest.mark.parametrize("nan_row", [None, 7])
-def test_default_rule_selects_like_full_multikrum_and_averages_mixed_rows(nan_row):
+def test_multikrum_nnm_selects_like_full_multikrum_and_averages_mixed_rows(nan_row):
     x, valid = round_with_invalid(nan_row)
-    sel = qkrum.select(x, 3)
-    assert sel.rule == qkrum.rule("multikrum_nnm") and qkrum.rules.DEFAULT == "multikrum_nnm"
+    sel = qkrum.select(x, 3, method="multikrum_nnm")
     want = ref_multikrum_full(x, valid, 3, 12)  # m = n - f, the invalid row never among them
     np.testing.assert_array_equal(sel.selected, want)
     assert (not sel.selected[nan_row]) if nan_row else not sel.selected[:3].any()
@@ -238,7 +238,7 @@ def test_mix_steps_keep_rows_in_place():
 # --- one chain, one aggregate: select, the jit aggregator, the FL loop --------------------
 
 CHAINS = ["nnm,trimmed_mean", "bucketing(s=2),multikrum", "arc,multisignal", "multikrum", "trimmed_mean",
-          "multikrum_nnm", "clipping(c=5.0),multikrum_nnm"]
+          "multikrum_nnm", "clipping(c=5.0),multikrum_nnm", "screened_multikrum_nnm"]
 
 
 @pytest.mark.parametrize("spec", CHAINS)

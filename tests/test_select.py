@@ -45,8 +45,10 @@ def test_matches_reference_multikrum(params):
     f = seed % (n - 2)
     want, scores = ref_multikrum(x, f, n - f)
     assume(distinct_scores(scores))
-    for method in ("multikrum", None):  # the default selects as MultiKrum on the full updates
+    for method in ("multikrum", "multikrum_nnm", None):  # multikrum_nnm selects as MultiKrum on the full updates
         sel = qkrum.select(x, f) if method is None else qkrum.select(x, f, method=method)
+        if method is None and sel.info["screened"]:
+            continue  # the default's screen removed someone first (tests/test_screen.py)
         np.testing.assert_array_equal(sel.selected, want)
         np.testing.assert_allclose(sel.scores, scores, rtol=1e-4)
         assert sel.method == (method or qkrum.rules.DEFAULT)
@@ -81,8 +83,9 @@ def test_scores_are_translation_invariant(params, shift):
     n = len(x)
     f = seed % (n - 2)
     v = shift * np.random.default_rng(seed).standard_normal(x.shape[1]).astype(np.float32)
-    a = qkrum.select(x, f).scores
-    b = qkrum.select(x + v, f).scores
+    # multikrum_nnm (the default's direction screen depends on the origin, the global model)
+    a = qkrum.select(x, f, method="multikrum_nnm").scores
+    b = qkrum.select(x + v, f, method="multikrum_nnm").scores
     # Gram-form rounding is relative to the squared norms, which the shift enlarges.
     scale = (n - f - 2) * float(np.max(np.sum((x + v).astype(np.float64) ** 2, 1)) + np.max(np.sum(x.astype(np.float64) ** 2, 1)))
     assert np.max(np.abs(a - b)) <= 2e-6 * scale
@@ -117,7 +120,7 @@ def test_pytree_updates_equal_their_flattening(rng):
 def test_float64_selection(rng):
     x = rng.standard_normal((8, 30))
     with x64():
-        sel = qkrum.select(x, 2, dtype=jnp.float64)
+        sel = qkrum.select(x, 2, dtype=jnp.float64, method="multikrum_nnm")
         assert sel.scores.dtype == np.float64
         np.testing.assert_allclose(sel.scores, ref_multikrum(x, 2, 6)[1], rtol=1e-12)
     with pytest.raises(ValueError, match="jax_enable_x64"):
@@ -179,7 +182,8 @@ def test_aggregate_rejects_empty_selection(rng):
     ({"f": 1, "m": 11}, ValueError, "m must be <= 10, got m=11"),
     ({"f": 1, "project": 0}, ValueError, "project must be >= 1, got project=0"),
     ({"f": 1, "method": "nope"}, ValueError, "unknown method='nope'; valid methods: .*multikrum"),
-    ({"f": 1, "bogus": 3}, TypeError, "takes no options"),
+    ({"f": 1, "bogus": 3}, TypeError, "unknown option.*'bogus'.*valid options: kappa"),
+    ({"f": 1, "method": "multikrum", "bogus": 3}, TypeError, "takes no options"),
 ])
 def test_bad_arguments(rng, kwargs, exc, match):
     x = rng.standard_normal((10, 4)).astype(np.float32)

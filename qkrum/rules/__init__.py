@@ -48,6 +48,7 @@ from qkrum.rules.selecting import (
     multisignal_paper,
     qubo,
     qubo_paper,
+    screened_multikrum_nnm,
 )
 
 __all__ = [
@@ -55,17 +56,19 @@ __all__ = [
     "arc", "as_rule", "bucketing", "bulyan", "cascade", "cascade_paper", "centered_clipping", "chain", "clipping", "factory_of",
     "geometric_median", "krum", "mean", "median", "multikrum", "multikrum_nnm", "multisignal", "multisignal_paper", "nnm",
     "parse_spec", "preaggregator", "qubo", "qubo_paper", "register_preaggregator", "register_rule", "rule",
-    "trimmed_mean",
+    "screened_multikrum_nnm", "trimmed_mean",
 ]
 
 #: The default rule of :func:`qkrum.select`, :func:`qkrum.aggregator`,
-#: :func:`qkrum.fl.simulate`, ``qkrum simulate`` and the sweep runner: the defence with the
-#: best measured worst case that still selects (:func:`multikrum_nnm`, docs/robustness.md).
-DEFAULT = "multikrum_nnm"
+#: :func:`qkrum.fl.simulate`, ``qkrum simulate``, the sweep runner and the Flower strategy:
+#: the defence with the best measured worst case that still selects
+#: (:func:`screened_multikrum_nnm`, docs/robustness.md).
+DEFAULT = "screened_multikrum_nnm"
 
 # Explicit registration: the names every consumer accepts.
 for _name, _factory in {
-    "multikrum": multikrum, "multikrum_nnm": multikrum_nnm, "qubo": qubo, "cascade": cascade, "multisignal": multisignal,
+    "multikrum": multikrum, "multikrum_nnm": multikrum_nnm, "screened_multikrum_nnm": screened_multikrum_nnm,
+    "qubo": qubo, "cascade": cascade, "multisignal": multisignal,
     "qubo-paper": qubo_paper, "cascade-paper": cascade_paper, "multisignal-paper": multisignal_paper,
     "mean": mean, "median": median, "trimmed_mean": trimmed_mean, "geometric_median": geometric_median,
     "krum": krum, "bulyan": bulyan, "centered_clipping": centered_clipping,

@@ -42,6 +42,9 @@ class MethodResult(NamedTuple):
     # This round's statistic when the aggregate is not the mean of the selected rows and
     # depends on the round (e.g. a trimming depth lowered for want of valid clients).
     combine: Combine | None = None
+    # bool (rows,): rows the rule removed from the round (a screen): like invalid rows,
+    # never selected and never anyone's neighbour in the rule's mix step. None: none.
+    excluded: Any = None
 
 
 class PreResult(NamedTuple):
@@ -218,14 +221,17 @@ class Rule:
         return PreResult(x, valid, owner)
 
     def aggregate_rows(self, x: jax.Array, valid: jax.Array, row_selected: jax.Array, f: int,
-                       key: jax.Array, combine: Combine | None = None) -> jax.Array:
+                       key: jax.Array, combine: Combine | None = None, row_valid: Any = None) -> jax.Array:
         """The aggregate of a round: pre-aggregate ``x`` (clients ``valid``), then the
-        rule's combine over the rows ``row_selected``. Traceable; the one formula behind
+        rule's combine over the rows ``row_selected``. ``row_valid`` (bool, one per row;
+        ``None``: all) removes the rows the rule excluded (:attr:`MethodResult.excluded`)
+        from its mix step. Traceable; the one formula behind
         :meth:`qkrum.Selection.aggregate` and :func:`qkrum.aggregator`."""
         out = self.preaggregate(x, valid, f, key) if self.pre else PreResult(x, valid)
         rows = out.x
+        mix_valid = out.valid if row_valid is None else out.valid & jax.numpy.asarray(row_valid, bool)
         for i, p in enumerate(self.mix):  # after the selection: only the aggregate sees them
-            rows = p(rows, out.valid, f, jax.random.fold_in(key, len(self.pre) + i)).x
+            rows = p(rows, mix_valid, f, jax.random.fold_in(key, len(self.pre) + i)).x
         return (combine or self.combine(f))(rows, row_selected)
 
     def select(self, updates: Any, f: int, **kwargs: Any):

@@ -40,6 +40,16 @@ class Round:
         self.project = project if project is not None and project < full.shape[1] else None
         self._cache: dict[str, Any] = {}
 
+    def without(self, excluded: np.ndarray) -> "Round":
+        """The same round with the ``excluded`` clients made invalid (same ``f``, ``m``,
+        key and timings); the Gram matrices, which do not depend on validity, are shared."""
+        rest = Round(self.full, self.valid & jnp.asarray(~np.asarray(excluded, bool)), self.f, self.m, self.key,
+                     self.timings, self.project)
+        for name in ("gram_full", "gram", "projected"):
+            if name in self._cache:
+                rest._cache[name] = self._cache[name]
+        return rest
+
     @property
     def n(self) -> int:
         return self.full.shape[0]
