@@ -273,3 +273,17 @@ def test_robustness_benchmark_against_closed_forms(tmp_path, capsys):
     again = robustness.main(argv)  # resumed: nothing recomputed, the same rows
     assert [r["error"] for r in again] == [r["error"] for r in rows]
     assert len(out.read_text().splitlines()) == 9
+
+
+def test_screen_cost_benchmark_times_both_rules_on_the_same_round(tmp_path):
+    from benchmarks import screen_cost
+
+    out = tmp_path / "cost.jsonl"
+    rows = screen_cost.main(["--dataset", "digits", "--clients", "10", "--repeats", "2", "--json", str(out)])
+    by = {r["attack"]: r for r in rows}
+    assert by["sign_flip"]["screened"] == 2  # f = 20 % of 10: every sign-flipped client is screened
+    for r in rows:
+        assert r["screened_s"] > 0 and r["multikrum_nnm_s"] > 0 and r["ratio_q1"] <= r["ratio_median"] <= r["ratio_q3"]
+    assert len(out.read_text().splitlines()) == 2
+    assert [r["ratio_median"] for r in screen_cost.main(["--dataset", "digits", "--clients", "10", "--repeats", "2",
+                                                          "--json", str(out)])] == [r["ratio_median"] for r in rows]
