@@ -42,12 +42,12 @@ class Round:
 
     def without(self, excluded: np.ndarray) -> "Round":
         """The same round with the ``excluded`` clients made invalid (same ``f``, ``m``,
-        key and timings); the Gram matrices, which do not depend on validity, are shared."""
+        key and timings). The full updates' Gram matrix does not depend on validity and is
+        shared; the projection does (its variances are over the valid clients) and is not."""
         rest = Round(self.full, self.valid & jnp.asarray(~np.asarray(excluded, bool)), self.f, self.m, self.key,
                      self.timings, self.project)
-        for name in ("gram_full", "gram", "projected"):
-            if name in self._cache:
-                rest._cache[name] = self._cache[name]
+        if "gram_full" in self._cache:
+            rest._cache["gram_full"] = self._cache["gram_full"]
         return rest
 
     @property

@@ -91,15 +91,18 @@ def multikrum_nnm() -> Rule:
 # The direction screen in front of multikrum_nnm
 # ---------------------------------------------------------------------------------------
 
-def alignment(x: Any, reference: Any, valid: Any) -> np.ndarray:
+def alignment(x: Any, reference: Any, valid: Any, sq_norms: Any = None) -> np.ndarray:
     """Cosine of each valid row of ``x`` with ``reference``, as float64 NumPy: ``NaN``
-    for an invalid row, a zero row or a zero ``reference`` (no direction to compare)."""
+    for an invalid row, a zero row or a zero ``reference`` (no direction to compare).
+    ``sq_norms``: the rows' squared norms if known (a Gram diagonal), else computed."""
     host = np.asarray(x)
     ref = np.asarray(reference, dtype=host.dtype)
     valid = np.asarray(valid, dtype=bool)
     with np.errstate(over="ignore", invalid="ignore"):
         dots = (host @ ref).astype(np.float64)  # one matrix-vector product; a NaN row stays its own
-    norms = np.sqrt(np.asarray(kernels.row_sq_norms(host), dtype=np.float64))
+    if sq_norms is None:
+        sq_norms = kernels.row_sq_norms(host)
+    norms = np.sqrt(np.asarray(sq_norms, dtype=np.float64))
     ref_norm = float(np.linalg.norm(ref.astype(np.float64)))
     ok = valid & (norms > 0) & np.isfinite(dots) & (ref_norm > 0)
     out = np.full(host.shape[0], np.nan)
@@ -131,7 +134,9 @@ def _run_screened(rnd: Round, *, kappa: float) -> MethodResult:
     # The reference direction is multikrum_nnm's own aggregate of the round.
     reference = rnd.timed("screen", lambda: masked_mean(nearest_neighbor_mixing(rnd.full, rnd.valid, rnd.f),
                                                         jnp.asarray(first)))
-    cosines = rnd.timed("screen", lambda: alignment(rnd.full, reference, rnd.valid_np))
+    # The squared norms are the diagonal of the Gram matrix MultiKrum's distances came from.
+    sq_norms = np.diagonal(np.asarray(rnd.gram(full=True)))
+    cosines = rnd.timed("screen", lambda: alignment(rnd.full, reference, rnd.valid_np, sq_norms))
     # Never below m clients: invalid clients already used part of the budget of f.
     budget = max(0, min(rnd.f, int(rnd.valid_np.sum()) - rnd.m))
     flagged = flag_misaligned(cosines, budget, kappa)
