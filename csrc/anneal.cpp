@@ -1,5 +1,6 @@
 #include "anneal.hpp"
 #include "portable.hpp"
+#include "rng.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -13,38 +14,8 @@ namespace qkrum {
 namespace anneal {
 namespace {
 
-std::uint64_t splitmix64(std::uint64_t& state) {
-  std::uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
-// xoshiro256+ (Blackman & Vigna): fast, 2^256 period; the top 53 bits give doubles.
-class Rng {
- public:
-  explicit Rng(std::uint64_t seed) {
-    for (auto& word : s_) word = splitmix64(seed);
-  }
-  std::uint64_t next() {
-    const std::uint64_t result = s_[0] + s_[3];
-    const std::uint64_t t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = (s_[3] << 45) | (s_[3] >> 19);
-    return result;
-  }
-  // Uniform integer in [0, bound): Lemire's multiply-shift (bias < bound / 2^64).
-  std::uint64_t below(std::uint64_t bound) {
-    return portable::mul_hi_u64(next(), bound);
-  }
-
- private:
-  std::uint64_t s_[4];
-};
+using rng::Rng;
+using rng::splitmix64;
 
 // The uniform draw has 24 bits, so acceptance probabilities below 2^-25 cannot be resolved:
 // reject outright once exp(-x) < 2^-25, i.e. x > 25 ln 2.
@@ -226,20 +197,12 @@ std::uint64_t anneal_swaps(const Q& q, const Options& opt, std::int8_t* x, doubl
   return attempts;
 }
 
-void random_state(std::int64_t n, std::int64_t cardinality, Rng& rng, std::int8_t* x) {
+void random_state(std::int64_t n, std::int64_t cardinality, Rng& gen, std::int8_t* x) {
   if (cardinality < 0) {
-    for (std::int64_t i = 0; i < n; ++i) x[i] = static_cast<std::int8_t>(rng.next() >> 63);
+    for (std::int64_t i = 0; i < n; ++i) x[i] = static_cast<std::int8_t>(gen.next() >> 63);
     return;
   }
-  // Floyd's algorithm would do; a partial Fisher–Yates over indices is simpler and O(n).
-  std::vector<std::int64_t> idx(n);
-  for (std::int64_t i = 0; i < n; ++i) idx[i] = i;
-  std::fill(x, x + n, std::int8_t{0});
-  for (std::int64_t k = 0; k < cardinality; ++k) {
-    const std::int64_t pick = k + static_cast<std::int64_t>(rng.below(n - k));
-    std::swap(idx[k], idx[pick]);
-    x[idx[k]] = 1;
-  }
+  rng::random_subset(n, cardinality, gen, x);
 }
 
 // A double for an error message, the same on every C library ("nan", "-inf", "-0.125"):

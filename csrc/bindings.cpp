@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "anneal.hpp"
+#include "tabu.hpp"
 
 namespace py = pybind11;
 namespace qa = qkrum::anneal;
@@ -132,6 +133,44 @@ py::tuple exact_dense(const F64& J, const F64& h, std::int64_t cardinality, std:
   return py::make_tuple(r.energy, states, r.num_ground, r.num_states_searched);
 }
 
+py::tuple tabu_dense(const F64& J, const F64& h, std::int64_t cardinality, std::int64_t num_reads,
+                     std::int64_t confirm, std::int64_t stall, std::int64_t max_iterations, std::int64_t tenure,
+                     double timeout, std::uint64_t seed, int num_threads, const py::object& initial_states) {
+  if (J.ndim() != 2 || J.shape(0) != J.shape(1)) throw std::invalid_argument("J must be a square matrix");
+  const std::int64_t n = J.shape(0);
+  if (h.ndim() != 1 || h.shape(0) != n) throw std::invalid_argument("h must have shape (n,)");
+  qkrum::tabu::Options opt;
+  opt.cardinality = cardinality;
+  opt.max_restarts = num_reads;
+  opt.confirm = confirm;
+  opt.stall = stall;
+  opt.max_iterations = max_iterations;
+  opt.tenure = tenure;
+  opt.timeout_s = timeout;
+  opt.seed = seed;
+  opt.num_threads = num_threads;
+  I8 holder;
+  if (!initial_states.is_none()) {
+    holder = initial_states.cast<I8>();
+    if (holder.ndim() != 2 || holder.shape(1) != n) throw std::invalid_argument("initial_states must have shape (k, n)");
+    opt.initial_states = holder.data();
+    opt.num_initial = holder.shape(0);
+  }
+  qa::Dense q{J.data(), n};
+  qkrum::tabu::Result r;
+  {
+    py::gil_scoped_release release;
+    r = qkrum::tabu::tabu_dense(q, h.data(), opt);
+  }
+  I8 samples({r.restarts, n});
+  std::copy(r.samples.begin(), r.samples.end(), samples.mutable_data());
+  F64 energies(r.restarts);
+  std::copy(r.energies.begin(), r.energies.end(), energies.mutable_data());
+  I64 iterations(r.restarts);
+  std::copy(r.iterations.begin(), r.iterations.end(), iterations.mutable_data());
+  return py::make_tuple(samples, energies, iterations, r.confirmed, r.timed_out);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -161,6 +200,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("num_reads"), py::arg("beta_schedule"), py::arg("seed"), py::arg("order"), py::arg("cardinality"),
         py::arg("num_threads"), py::arg("initial_states"), py::arg("swap_moves") = false);
   m.def("exact_dense", &exact_dense, py::arg("J"), py::arg("h"), py::arg("cardinality"), py::arg("max_states"));
+  m.def("tabu_dense", &tabu_dense, py::arg("J"), py::arg("h"), py::arg("cardinality"), py::arg("num_reads"),
+        py::arg("confirm"), py::arg("stall"), py::arg("max_iterations"), py::arg("tenure"), py::arg("timeout"),
+        py::arg("seed"), py::arg("num_threads"), py::arg("initial_states"));
   m.def("read_seed", &qa::read_seed, py::arg("seed"), py::arg("read"));
   m.attr("MAX_EXHAUSTIVE_VARIABLES") = qa::kMaxExhaustiveVariables;
 }

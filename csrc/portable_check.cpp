@@ -1,13 +1,13 @@
 // A check of csrc/portable.hpp, not part of the extension (CMakeLists.txt does not build it):
 // tests/test_native.py compiles it twice with the system C++ compiler,
 //
-//   c++ -std=c++17 -O1 -Icsrc csrc/portable_check.cpp csrc/anneal.cpp -pthread
+//   c++ -std=c++17 -O1 -Icsrc csrc/portable_check.cpp csrc/anneal.cpp csrc/tabu.cpp -pthread
 //   c++ ... -DQKRUM_PORTABLE_FORCE_GENERIC
 //
 // and requires both builds to print the same lines. The first line compares mul_hi_u64 and
 // ctz64 (the compiler's branch, or the generic code in the second build) with bit-by-bit
 // references on random and edge inputs; the others hash the annealer's and the exact
-// solver's outputs, which depend on every random draw (Lemire's bounded draws use
+// solver's and the tabu search's outputs, which depend on every random draw (Lemire's bounded draws use
 // mul_hi_u64, the Gray code ctz64).
 #include <cstdint>
 #include <cstdio>
@@ -16,6 +16,7 @@
 
 #include "anneal.hpp"
 #include "portable.hpp"
+#include "tabu.hpp"
 
 namespace {
 
@@ -95,6 +96,23 @@ int main() {
                       static_cast<unsigned long long>(fnv(r.energies.data(), r.energies.size() * sizeof(double))),
                       static_cast<unsigned long long>(r.flip_attempts));
         }
+    for (int tenure : {0, 3}) {
+      tabu::Options topt;
+      topt.cardinality = n / 3;
+      topt.max_restarts = 7;
+      topt.confirm = tenure ? 2 : 0;
+      topt.stall = 50;
+      topt.max_iterations = 500;
+      topt.tenure = tenure;
+      topt.seed = 2000 + n;
+      topt.num_threads = 2;
+      const tabu::Result t = tabu::tabu_dense(q, h.data(), topt);
+      std::printf("tabu n=%d tenure=%d restarts=%lld samples=%016llx energies=%016llx iterations=%016llx\n", n, tenure,
+                  static_cast<long long>(t.restarts),
+                  static_cast<unsigned long long>(fnv(t.samples.data(), t.samples.size())),
+                  static_cast<unsigned long long>(fnv(t.energies.data(), t.energies.size() * sizeof(double))),
+                  static_cast<unsigned long long>(fnv(t.iterations.data(), t.iterations.size() * sizeof(std::int64_t))));
+    }
     if (n <= 17) {
       const anneal::ExactResult e = anneal::exact_dense(q, h.data(), -1, 100);
       std::vector<double> zero(n * n, 0.0), zero_h(n, 0.0);

@@ -47,5 +47,22 @@ def exact_dense(
 ) -> tuple[float, npt.NDArray[np.int8], int, int]:
     """Exhaustive ground states: (energy, states, num_ground, num_states_searched)."""
 
+def tabu_dense(
+    J: npt.NDArray[np.float64],
+    h: npt.NDArray[np.float64],
+    cardinality: int,
+    num_reads: int,
+    confirm: int,
+    stall: int,
+    max_iterations: int,
+    tenure: int,
+    timeout: float,
+    seed: int,
+    num_threads: int,
+    initial_states: npt.NDArray[np.int8] | None,
+) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64], npt.NDArray[np.int64], bool, bool]:
+    """Exchange tabu search over the states with `cardinality` ones (csrc/tabu.hpp);
+    returns (samples, energies, iterations, confirmed, timed_out), one row per restart."""
+
 def read_seed(seed: int, read: int) -> int:
     """The generator seed of read `read` in a run with seed `seed`."""

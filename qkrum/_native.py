@@ -5,7 +5,7 @@ built. ``QKRUM_REQUIRE_NATIVE=1`` turns a missing or broken extension into an im
 error instead of a silent fallback (CI sets it, so a failed build cannot pass unnoticed).
 
 The two implementations (``qkrum._core`` and :mod:`qkrum.anneal._python`) expose
-``anneal_dense``, ``anneal_csr``, ``exact_dense`` and ``read_seed`` with the same
+``anneal_dense``, ``anneal_csr``, ``exact_dense``, ``tabu_dense`` and ``read_seed`` with the same
 signatures and semantics (see ``csrc/anneal.hpp``) and sample the same distribution, but
 from different random streams: for one seed they give different samples. :func:`impl`
 returns the active one and :func:`name` says which it is; qkrum's samplers record it in
@@ -14,7 +14,8 @@ extension is missing or Python is forced; tests monkeypatch it to run the fallba
 they can never disagree. :data:`IMPLEMENTATION` is the choice made at import.
 
 Arguments are checked once, here, before either implementation runs
-(:func:`check_anneal_arguments`, :func:`check_exact_arguments`); the fallback then only
+(:func:`check_anneal_arguments`, :func:`check_exact_arguments`,
+:func:`check_tabu_arguments`); the fallback then only
 computes, and the C++ re-checks only what it relies on. Every error names the parameter
 and its value.
 """
@@ -37,6 +38,7 @@ __all__ = [
     "build_info",
     "check_anneal_arguments",
     "check_exact_arguments",
+    "check_tabu_arguments",
     "core",
     "impl",
     "name",
@@ -243,3 +245,42 @@ def check_exact_arguments(h: Any, J: Any = None, *, cardinality: Any, max_states
     if subsets > 2**limit:
         raise ValueError(f"C(n={n}, m={cardinality}) = {subsets:,} subsets is too many for an exhaustive "
                          f"search (limit 2^{limit} = {2**limit:,}), got cardinality={cardinality}")
+
+
+def check_tabu_arguments(h: Any, J: Any, *, cardinality: Any, num_reads: Any, confirm: Any, stall: Any,
+                         max_iterations: Any, tenure: Any, timeout: Any, seed: Any, num_threads: Any,
+                         initial_states: Any) -> None:
+    """Check the arguments of ``tabu_dense`` (``csrc/tabu.hpp``): ``cardinality`` in ``0..n``,
+    ``num_reads >= 1`` restarts at most, ``confirm >= 0`` (0: run them all), ``stall >= 1``,
+    ``max_iterations >= 0``, ``tenure >= 0``, ``timeout`` seconds (``<= 0``: none) and up to
+    ``num_reads`` initial states of ``cardinality`` ones. Raises ``TypeError`` or
+    ``ValueError`` naming the parameter and its value."""
+    n = _check_vector_h(h)
+    _check_dense_J(J, n)
+    check_int("cardinality", cardinality, minimum=0, maximum=n)
+    num_reads = check_int("num_reads", num_reads, minimum=1, maximum=_INT64_MAX)
+    check_int("confirm", confirm, minimum=0, maximum=_INT64_MAX)
+    check_int("stall", stall, minimum=1, maximum=_INT64_MAX)
+    check_int("max_iterations", max_iterations, minimum=0, maximum=_INT64_MAX)
+    check_int("tenure", tenure, minimum=0, maximum=_INT64_MAX)
+    if isinstance(timeout, (bool, np.bool_)) or not isinstance(timeout, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(float(timeout)):
+        raise ValueError(f"timeout must be a finite number of seconds (<= 0: none), got timeout={timeout!r}")
+    check_int("seed", seed, minimum=0, maximum=_UINT64_MAX)
+    check_int("num_threads", num_threads, minimum=0, maximum=_INT32_MAX)
+    if initial_states is not None:
+        init = np.asarray(initial_states)
+        if init.ndim != 2 or init.shape[1] != n or not 1 <= init.shape[0] <= num_reads:
+            raise ValueError(f"initial_states must have shape (k, n) with 1 <= k <= num_reads={num_reads} and "
+                             f"n={n}, got initial_states.shape={init.shape}")
+        if init.dtype.kind not in "biu":
+            raise TypeError(f"initial_states must hold integers 0/1, got dtype {init.dtype}")
+        bad = (init != 0) & (init != 1)
+        if bad.any():
+            r, i = (int(v) for v in np.argwhere(bad)[0])
+            raise ValueError(f"initial_states must hold 0/1 values, got initial_states[{r}, {i}]={init[r, i]}")
+        ones = np.count_nonzero(init, axis=1)
+        wrong = np.flatnonzero(ones != cardinality)
+        if wrong.size:
+            r = int(wrong[0])
+            raise ValueError(f"initial_states row {r} has {int(ones[r])} ones but cardinality={cardinality}")

@@ -144,7 +144,7 @@ def test_bad_qubo(Q, match):
 
 
 def test_unknown_sampler_name():
-    with pytest.raises(ValueError, match="unknown sampler='neal'; valid names: qkrum, exact"):
+    with pytest.raises(ValueError, match="unknown sampler=.neal.; valid names: qkrum, qkrum-tabu, exact"):
         get_sampler("neal")
 
 

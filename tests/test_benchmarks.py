@@ -34,9 +34,16 @@ def test_scaling_writes_resumable_results(tmp_path, capsys):
     for det in cell["detection"].values():
         # Gaussian noise with std 1 is a blatant outlier next to unit-norm honest updates.
         assert det["accuracy"] == 1.0 and det["agrees_with_numpy"]
-    # Four stage targets, and two per MultiSignal round (time and determinism; natural and
-    # evasion forced); no memory stage with --no-memory.
-    assert cell["memory"] is None and len(scaling.targets(cell)) == 8
+    # Four stage targets, two per MultiSignal round (time and determinism; natural and
+    # evasion forced), and the forced round's QUBO objective against the annealer's 1000
+    # reads x 100 sweeps (the natural round is settled without a QUBO); no memory stage
+    # with --no-memory.
+    verdicts = scaling.targets(cell)
+    assert cell["memory"] is None and len(verdicts) == 9
+    (objective,) = [v for v in verdicts if "QUBO objective vs SA" in v.name]
+    forced = next(r for r in cell["rounds"] if "evasion" in r["round"])
+    assert objective.ok and forced["sampler"] == "ExchangeTabuSampler"
+    assert forced["objective_value"] <= forced["reference_objective"] + 1e-9 * abs(forced["reference_objective"])
     assert all(r["deterministic"] for r in cell["rounds"]) and {r["round"] for r in cell["rounds"]} == {
         "multisignal", "multisignal (evasion forced)"}
     out = capsys.readouterr().out
@@ -61,7 +68,7 @@ def test_scaling_writes_resumable_results(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = capsys.readouterr().out
     assert "Verdicts, n=12 attack=gaussian" in out and "Verdicts, n=16 attack=gaussian" in out
-    assert len(re.findall(r"^  (PASS|FAIL) ", out, re.MULTILINE)) == 16
+    assert len(re.findall(r"^  (PASS|FAIL) ", out, re.MULTILINE)) == 18
 
 
 def _stage_cell(ratios, n=500):
@@ -132,7 +139,8 @@ def test_main_job_at_a_tiny_size(capsys):
     # Verdicts: one plain line per target, PASS or FAIL, measured value and target.
     verdicts = scaling.targets(cell)
     lines = re.findall(r"^  (?:PASS|FAIL) .+: .+ \(target .+\)$", out, re.MULTILINE)
-    assert len(lines) == len(verdicts) == 9 and lines == ["  " + v.line() for v in verdicts]
+    # Four stage targets, two per round, the forced round's QUBO objective, and the memory stage.
+    assert len(lines) == len(verdicts) == 10 and lines == ["  " + v.line() for v in verdicts]
     assert any(line.startswith("  PASS MultiSignal round at n=20 under 10 s: ") for line in lines)
     mem = cell["memory"]
     assert mem["input_bytes"] == 20 * 300 * 4 and mem["first_extra_bytes"] is not None
@@ -197,6 +205,57 @@ def test_annealer_benchmark_on_a_small_exact_instance(tmp_path, capsys):
         assert 0 <= row["p_success"] <= 1 and row["best_energy"] >= cell["best_known"] - 1e-9
     assert "TTS99 dwave-sa / qkrum" in capsys.readouterr().out
     annealer.main(argv)  # resumed: nothing new
+    assert len(path.read_text().splitlines()) == 1
+
+
+def test_time_to_target_on_small_instances_with_an_exact_target(tmp_path, capsys):
+    pytest.importorskip("dwave.samplers")
+    from benchmarks import annealer
+    from qkrum.anneal import exact_ground_state
+    from qkrum.qubo import selection_problem
+
+    path = tmp_path / "ttt.jsonl"
+    argv = ["--time-to-target", "--clients", "20", "--instances", "random", "planted", "--repeats", "1",
+            "--max-timeout", "3", "--json", str(path)]
+    cells = annealer.main(argv)
+    assert [(c["instance"], c["n"], c["m"]) for c in cells] == [("random", 20, 16), ("planted", 20, 16)]
+    for cell in cells:
+        D, m = annealer.ttt_distances(cell["instance"], 20, 0)
+        Q, offset = selection_problem(D, m, keep_cardinality=True).qubo()
+        optimum = exact_ground_state(Q, offset, cardinality=m).energy  # all C(20, 16) subsets
+        # The target is the best energy found; none is below the exact optimum, and qkrum's
+        # tabu search reaches it with one restart.
+        assert cell["target"] == pytest.approx(optimum, rel=1e-12)
+        assert all(r["best_energy"] >= optimum - 1e-9 for r in cell["rows"])
+        tabu = [r for r in cell["rows"] if r["solver"] == "qkrum-tabu"]
+        assert tabu[0]["params"] == {"num_reads": 1, "confirm": 0, "stall": 10} and all(r["hit"] for r in tabu)
+        assert {r["params"].get("timeout") for r in cell["rows"] if r["solver"] == "dwave-tabu"} == {1, 3}
+        ttt = cell["time_to_target_s"]
+        assert ttt["qkrum-tabu"] == min(r["wall_s"] for r in tabu)
+        # A sample with |S| != m scores on the penalised QUBO, so it can only miss.
+        assert all(r["hit"] <= (r["size"] == m) for r in cell["rows"])
+    out = capsys.readouterr().out
+    assert "| instance | n | m | qkrum-tabu s" in out and "dwave-tabu / qkrum-tabu" in out
+    annealer.main(argv)  # resumed: nothing new
+    assert len(path.read_text().splitlines()) == 2
+
+
+def test_tabu_tenure_benchmark_counts_restarts_at_the_exact_optimum(tmp_path, capsys):
+    from benchmarks import tabu_tenure
+    from qkrum.anneal import exact_ground_state
+
+    path = tmp_path / "tenure.jsonl"
+    argv = ["--clients", "16", "--fractions", "0.5", "--seeds", "3", "--tenures", "0", "4", "--restarts", "6",
+            "--json", str(path)]
+    (cell,) = tabu_tenure.main(argv)
+    D = tabu_tenure.instance(16, 3)
+    optimum = exact_ground_state(np.triu(D, 1), cardinality=8).energy  # all C(16, 8) subsets
+    assert cell["best"] == pytest.approx(optimum, rel=1e-12)
+    assert [r["tenure"] for r in cell["rows"]] == [0, 4]
+    assert all(0 <= r["hits"] <= 6 for r in cell["rows"]) and max(r["hits"] for r in cell["rows"]) >= 1
+    assert all((r["hits"] > 0) == (r["best_energy"] <= optimum + 1e-9) for r in cell["rows"])
+    assert "restarts (of 6) at the best energy" in capsys.readouterr().out
+    tabu_tenure.main(argv)  # resumed: nothing new
     assert len(path.read_text().splitlines()) == 1
 
 

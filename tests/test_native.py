@@ -98,9 +98,9 @@ def _cxx():
 @pytest.mark.skipif(_cxx() is None, reason="no C++ compiler")
 def test_portable_generic_code_matches_the_intrinsics(tmp_path):
     """csrc/portable.hpp's generic code (forced by QKRUM_PORTABLE_FORCE_GENERIC) gives the
-    intrinsics' results, and the annealer's and exact solver's outputs do not change."""
+    intrinsics' results, and the annealer's, exact solver's and tabu search's outputs do not change."""
     cmd = [_cxx(), "-std=c++17", "-O1", "-I", str(ROOT / "csrc"), str(ROOT / "csrc" / "portable_check.cpp"),
-           str(ROOT / "csrc" / "anneal.cpp"), "-pthread"]
+           str(ROOT / "csrc" / "anneal.cpp"), str(ROOT / "csrc" / "tabu.cpp"), "-pthread"]
     builds = {"builtin": [], "generic": ["-DQKRUM_PORTABLE_FORCE_GENERIC"]}
     compiling = {name: subprocess.Popen(cmd + flags + ["-o", str(tmp_path / name)], stderr=subprocess.PIPE, text=True)
                  for name, flags in builds.items()}

@@ -119,8 +119,9 @@ def test_a_sampler_error_is_never_wrapped_twice(rng):
     ({"num_reads": 0}, ValueError, "num_reads must be >= 1, got num_reads=0"),
     ({"num_sweeps": 2.5}, TypeError, "num_sweeps must be an integer, got 2.5"),
     ({"sampler": Base(), "num_reads": -1}, ValueError, "num_reads must be >= 1"),  # checked before any sampler
-    # qkrum's annealer checks its own arguments before it anneals: a bad option, not a failure.
-    ({"sampler_params": {"beta_range": (2.0, 1.0)}}, ValueError, "beta_min <= beta_max"),
+    # qkrum's samplers check their own arguments before they run: a bad option, not a failure.
+    ({"sampler": "qkrum", "sampler_params": {"beta_range": (2.0, 1.0)}}, ValueError, "beta_min <= beta_max"),
+    ({"sampler_params": {"tenure": -1}}, ValueError, "tenure must be >= 0"),  # the default: tabu search
     ({"sampler_params": {"bogus": 1}}, TypeError, r"unknown parameter\(s\) \['bogus'\]"),
 ])
 def test_option_errors_stay_value_and_type_errors(rng, kwargs, exc, match):

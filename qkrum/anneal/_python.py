@@ -1,14 +1,18 @@
 """Pure-NumPy fallback for the compiled annealer ``qkrum._core``.
 
 Used when the extension is not built or ``QKRUM_IMPLEMENTATION=python`` is set. It exposes
-the same four functions as ``qkrum._core`` (see ``csrc/anneal.hpp`` and ``qkrum/_core.pyi``)
+the same five functions as ``qkrum._core`` (see ``csrc/anneal.hpp`` and ``qkrum/_core.pyi``)
 with the same signatures, return types and semantics:
 
 * ``anneal_dense(J, h, num_reads, beta_schedule, seed, order, cardinality, num_threads,
   initial_states) -> (samples int8 (num_reads, n), energies float64 (num_reads,), flip_attempts)``
 * ``anneal_csr(indptr, indices, data, h, ...)`` -> the same, for a CSR coupling matrix;
 * ``exact_dense(J, h, cardinality, max_states) -> (energy, states, num_ground, num_searched)``;
-* ``read_seed(seed, read)``: the per-read seed mixing of the C++ code.
+* ``read_seed(seed, read)``: the per-read seed mixing of the C++ code;
+* ``tabu_dense(J, h, cardinality, num_reads, confirm, stall, max_iterations, tenure, timeout,
+  seed, num_threads, initial_states)``: the exchange tabu search of ``csrc/tabu.hpp``, which
+  here evaluates all ``m(n − m)`` exchanges per iteration and runs its restarts one after
+  another (same semantics, not the same random starts).
 
 Arguments are checked once, before either implementation runs, by
 :func:`qkrum._native.check_anneal_arguments` and :func:`qkrum._native.check_exact_arguments`
@@ -79,7 +83,7 @@ import numpy as np
 
 from qkrum._native import MAX_EXHAUSTIVE_VARIABLES
 
-__all__ = ["anneal_csr", "anneal_dense", "exact_dense", "read_seed"]
+__all__ = ["anneal_csr", "anneal_dense", "exact_dense", "read_seed", "tabu_dense"]
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -543,3 +547,100 @@ def exact_dense(J: Any, h: Any, cardinality: int,
             f = _DenseCouplings(J).fields(h, x[None, :])[0]
             energy = float(0.5 * np.where(x, h + f, 0.0).sum())
     return energy, np.ascontiguousarray(states, dtype=np.int8), int(num_ground), int(searched)
+
+
+# --- tabu search over m-subsets ----------------------------------------------------------
+
+def _tolerance(energy: float) -> float:
+    return 1e-9 * max(1.0, abs(energy))
+
+
+def _best_exchange(J: np.ndarray, f: np.ndarray, x: np.ndarray, allowed_out: np.ndarray,
+                   allowed_in: np.ndarray, aspire: float) -> tuple[int, int, float]:
+    """The lowest-ΔE admissible exchange (a leaves, b joins), ΔE = f_b − f_a − J_ab, by
+    evaluating all m(n − m) pairs; (-1, -1, inf) if none is admissible."""
+    ins, outs = np.flatnonzero(x), np.flatnonzero(~x)
+    delta = f[outs][None, :] - f[ins][:, None] - J[np.ix_(ins, outs)]
+    ok = (allowed_out[ins][:, None] & allowed_in[outs][None, :]) | (delta < aspire)
+    if not ok.any():
+        return -1, -1, math.inf
+    masked = np.where(ok, delta, np.inf)
+    k = int(np.argmin(masked))
+    i, j = divmod(k, outs.size)
+    return int(ins[i]), int(outs[j]), float(masked[i, j])
+
+
+def _subset_energy(J: np.ndarray, h: np.ndarray, x: np.ndarray) -> float:
+    xf = x.astype(np.float64)
+    return float(h @ xf + 0.5 * xf @ J @ xf)
+
+
+def tabu_dense(J: Any, h: Any, cardinality: int, num_reads: int, confirm: int, stall: int, max_iterations: int,
+               tenure: int, timeout: float, seed: int, num_threads: int, initial_states: Any = None):
+    """Tabu search over the states with ``cardinality`` ones (see ``csrc/tabu.hpp``):
+    ``(samples int8 (restarts, n), energies (restarts,), iterations int64 (restarts,),
+    confirmed, timed_out)``. Restarts run one after another; restart ``r`` draws its
+    random start from ``np.random.default_rng([r, seed])``."""
+    import time
+
+    J = _f64(J)
+    h = _f64(h)
+    n, m = h.shape[0], int(cardinality)
+    tenure = max(0, min(int(tenure), min(m, n - m) - 1))
+    init = None if initial_states is None else np.asarray(initial_states) != 0
+    deadline = time.perf_counter() + timeout if timeout > 0 else None
+    samples, energies, iterations = [], [], []
+    confirmed = timed_out = False
+    never = -(2**62)
+    for r in range(num_reads):
+        if r and deadline is not None and time.perf_counter() >= deadline:  # restart 0 always runs
+            timed_out = True
+            break
+        if init is not None and r < init.shape[0]:
+            x = init[r].copy()
+        else:
+            x = np.zeros(n, dtype=bool)
+            x[np.random.default_rng([r, int(seed)]).permutation(n)[:m]] = True
+        f = h + J[x].sum(axis=0)
+        energy = _subset_energy(J, h, x)
+        best, best_x = energy, x.copy()
+        left_at = np.full(n, never, dtype=np.int64)
+        joined_at = np.full(n, never, dtype=np.int64)
+        it = last_gain = 0
+        if 0 < m < n:
+            while it < max_iterations and it - last_gain < stall:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    timed_out = True
+                    break
+                a, b, delta = _best_exchange(J, f, x, it - joined_at > tenure, it - left_at > tenure,
+                                             best - _tolerance(best) - energy)
+                if a < 0:
+                    break
+                x[a], x[b] = False, True
+                f += J[b] - J[a]
+                energy += delta
+                left_at[a] = joined_at[b] = it
+                it += 1
+                if energy < best - _tolerance(best):
+                    best, best_x, last_gain = energy, x.copy(), it
+            x = best_x.copy()  # polish: steepest descent to a local minimum
+            f = h + J[x].sum(axis=0)
+            everyone = np.ones(n, dtype=bool)
+            while True:
+                a, b, delta = _best_exchange(J, f, x, everyone, everyone, -math.inf)
+                energy = _subset_energy(J, h, x)
+                if a < 0 or not delta < -_tolerance(energy):
+                    break
+                x[a], x[b] = False, True
+                f += J[b] - J[a]
+                it += 1
+        samples.append(x.astype(np.int8))
+        energies.append(_subset_energy(J, h, x))
+        iterations.append(it)
+        if confirm > 0:
+            low = min(energies)
+            if sum(e <= low + _tolerance(low) for e in energies) >= confirm:
+                confirmed = True
+                break
+    return (np.array(samples, dtype=np.int8).reshape(len(samples), n), np.array(energies, dtype=np.float64),
+            np.array(iterations, dtype=np.int64), confirmed, timed_out)

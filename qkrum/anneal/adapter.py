@@ -1,6 +1,6 @@
 """Solve a selection problem (or a NumPy QUBO) with any dimod sampler.
 
-:func:`sample_problem` is the one way a problem reaches a sampler: it takes a
+:func:`sample_problem` is the one way a problem reaches a BQM sampler: it takes a
 :class:`qkrum.qubo.SelectionProblem`, converts it to a ``dimod.BinaryQuadraticModel``
 exactly once (from NumPy vectors of the dense couplings, no Python loop over the ``n²``
 entries), runs the sampler, checks what came back (every variable present, values in
@@ -10,11 +10,12 @@ timing. :func:`solve_qubo` does the same for a QUBO matrix.
 Samplers: :func:`resolve_sampler` turns ``None`` (qkrum's
 :class:`SimulatedAnnealingSampler`), a name (:func:`get_sampler`) or an instance into the
 sampler that runs. Names: ``"qkrum"`` (default, :class:`SimulatedAnnealingSampler`),
-``"exact"`` (:class:`ExactSolver`), ``"dimod-exact"`` (``dimod.ExactSolver``),
-``"dwave-sa"`` (dwave-samplers' ``SimulatedAnnealingSampler``), ``"leap-hybrid"``
-(D-Wave's ``LeapHybridSampler``; pass ``time_limit=`` to :func:`solve_qubo`) and ``"qpu"``
-(``EmbeddingComposite(DWaveSampler())``). The two cloud samplers need ``pip install
-"qkrum[dwave]"`` and a Leap API token; without one they raise
+``"qkrum-tabu"`` (:class:`ExchangeTabuSampler`), ``"exact"`` (:class:`ExactSolver`),
+``"dimod-exact"`` (``dimod.ExactSolver``), ``"dwave-sa"`` (dwave-samplers'
+``SimulatedAnnealingSampler``), ``"leap-hybrid"`` (D-Wave's ``LeapHybridSampler``; pass
+``time_limit=`` to :func:`solve_qubo`), ``"leap-hybrid-cqm"`` (``LeapHybridCQMSampler``,
+selection problems only) and ``"qpu"`` (``EmbeddingComposite(DWaveSampler())``). The cloud
+samplers need ``pip install "qkrum[dwave]"`` and a Leap API token; without one they raise
 :class:`MissingCredentialsError` saying how to configure it, before any network call, and
 never fall back to a local solver.
 
@@ -23,9 +24,12 @@ that keeps ``Σx = m`` in every state declares ``"cardinality"`` in its ``parame
 way for a sampler to declare the keywords it accepts) and accepts
 ``sample(bqm, cardinality=m)``; a third-party sampler that does so gets the objective alone
 (``problem.cardinality=m``) from :func:`qkrum.qubo.solve_selection`, every other sampler
-the penalised problem. qkrum's :class:`SimulatedAnnealingSampler` and :class:`ExactSolver`
-declare it. qkrum's annealer is also told ``swap_moves=`` from the problem (on when the
-problem carries a penalty), so it need not guess from the couplings.
+the penalised problem. qkrum's :class:`SimulatedAnnealingSampler`,
+:class:`ExchangeTabuSampler` and :class:`ExactSolver` declare it. qkrum's annealer is also
+told ``swap_moves=`` from the problem (on when the problem carries a penalty), so it need
+not guess from the couplings. The tabu search gets the problem's arrays directly, without
+a ``dimod`` model. D-Wave's ``LeapHybridCQMSampler`` (``"leap-hybrid-cqm"``) gets a
+constrained model instead (:func:`cqm_from_problem`, :func:`sample_problem_cqm`).
 
 Failures are :class:`qkrum.errors.SamplerError` (a ``RuntimeError``, also raised by
 :func:`qkrum.select`), made in one place, :func:`sampler_failure`: whatever a sampler raises
@@ -51,6 +55,7 @@ import numpy as np
 from qkrum._optional import require
 from qkrum.anneal.exact import ExactSolver
 from qkrum.anneal.sampler import SimulatedAnnealingSampler
+from qkrum.anneal.tabu import ExchangeTabuSampler
 from qkrum.errors import SamplerError
 from qkrum.qubo.problem import SelectionProblem, problem_from_qubo
 
@@ -61,19 +66,23 @@ __all__ = [
     "SamplerError",
     "bqm_from_problem",
     "bqm_from_qubo",
+    "cqm_from_problem",
     "get_sampler",
+    "is_cqm_sampler",
     "keeps_cardinality",
+    "leap_hybrid_cqm_sampler",
     "leap_hybrid_sampler",
     "qpu_sampler",
     "qubo_vectors",
     "resolve_sampler",
     "sample_problem",
+    "sample_problem_cqm",
     "sampler_failure",
     "sampler_label",
     "solve_qubo",
 ]
 
-SAMPLER_NAMES = ("qkrum", "exact", "dimod-exact", "dwave-sa", "leap-hybrid", "qpu")
+SAMPLER_NAMES = ("qkrum", "qkrum-tabu", "exact", "dimod-exact", "dwave-sa", "leap-hybrid", "leap-hybrid-cqm", "qpu")
 
 
 class MissingCredentialsError(SamplerError):
@@ -230,6 +239,16 @@ def leap_hybrid_sampler(*, config_file: str | None = None, profile: str | None =
     return _make_cloud_sampler(LeapHybridSampler, config_file=config_file, profile=profile, **kwargs)
 
 
+def leap_hybrid_cqm_sampler(*, config_file: str | None = None, profile: str | None = None, **kwargs: Any):
+    """D-Wave's ``LeapHybridCQMSampler``: the selection as a constrained model, the
+    objective with the constraint ``Σx = m`` instead of a penalty (:func:`cqm_from_problem`;
+    ``time_limit`` goes to :func:`qkrum.qubo.solve_selection` as a sampler parameter)."""
+    _require_credentials(config_file, profile)
+    LeapHybridCQMSampler = require("dwave.system", "dwave", "the Leap hybrid CQM sampler",
+                                   package="dwave-system").LeapHybridCQMSampler
+    return _make_cloud_sampler(LeapHybridCQMSampler, config_file=config_file, profile=profile, **kwargs)
+
+
 def qpu_sampler(*, config_file: str | None = None, profile: str | None = None, **kwargs: Any):
     """``EmbeddingComposite(DWaveSampler())`` on a D-Wave QPU."""
     _require_credentials(config_file, profile)
@@ -243,6 +262,8 @@ def get_sampler(name: str, **kwargs: Any):
     """A sampler by name (see the module docs); ``kwargs`` go to its constructor."""
     if name == "qkrum":
         return SimulatedAnnealingSampler(**kwargs)
+    if name == "qkrum-tabu":
+        return ExchangeTabuSampler(**kwargs)
     if name == "exact":
         return ExactSolver(**kwargs)
     if name == "dimod-exact":
@@ -256,6 +277,8 @@ def get_sampler(name: str, **kwargs: Any):
         return DWaveSA(**kwargs)
     if name == "leap-hybrid":
         return leap_hybrid_sampler(**kwargs)
+    if name == "leap-hybrid-cqm":
+        return leap_hybrid_cqm_sampler(**kwargs)
     if name == "qpu":
         return qpu_sampler(**kwargs)
     raise ValueError(f"unknown sampler={name!r}; valid names: {', '.join(SAMPLER_NAMES)}")
@@ -272,11 +295,62 @@ def resolve_sampler(sampler: Any = None):
     if isinstance(sampler, type):  # its sample() would fail for want of self, reported as a sampler failure
         raise TypeError(f"sampler must be a sampler instance, got the class {sampler_label(sampler)}; "
                         f"pass {sampler.__name__}()")
-    if not callable(getattr(sampler, "sample", None)):
+    if not callable(getattr(sampler, "sample", None)) and not is_cqm_sampler(sampler):
         got = (repr(sampler) if isinstance(sampler, (int, float, complex, bytes))
                else f"an object of type {sampler_label(sampler)}, which has no sample method")
         raise TypeError(f"sampler must be a dimod sampler or one of {SAMPLER_NAMES}, got {got}")
     return sampler
+
+
+def is_cqm_sampler(sampler: Any) -> bool:
+    """Whether ``sampler`` solves constrained models (``sample_cqm``, as D-Wave's
+    ``LeapHybridCQMSampler``) and not binary quadratic models: the selection then goes to
+    it as :func:`cqm_from_problem`."""
+    return callable(getattr(sampler, "sample_cqm", None)) and not callable(getattr(sampler, "sample", None))
+
+
+def cqm_from_problem(problem: SelectionProblem) -> dimod.ConstrainedQuadraticModel:
+    """The selection as a ``dimod.ConstrainedQuadraticModel``: the problem's objective (it
+    must carry no penalty: ``selection_problem(D, m, keep_cardinality=True)``) subject to
+    the one constraint ``Σ_i x_i == m``, labelled ``"cardinality"``."""
+    if problem.cardinality is None:
+        raise ValueError("a constrained model takes the objective alone with cardinality=m; build the problem "
+                         "with qkrum.qubo.selection_problem(D, m, keep_cardinality=True)")
+    cqm = dimod.ConstrainedQuadraticModel()
+    cqm.set_objective(bqm_from_problem(problem))
+    cqm.add_constraint_from_iterable([(i, 1.0) for i in range(problem.n)], "==", rhs=problem.cardinality,
+                                     label="cardinality")
+    return cqm
+
+
+def sample_problem_cqm(problem: SelectionProblem, sampler: Any, **params: Any) -> QUBOSolution:
+    """Lowest-energy *feasible* sample of the constrained model of ``problem``
+    (:func:`cqm_from_problem`) from a CQM sampler (:func:`is_cqm_sampler`). Infeasible
+    samples (``Σx ≠ m``) are dropped; an answer without a feasible one is a
+    :class:`SamplerError`. Energies are recomputed from the objective."""
+    label = sampler_label(sampler)
+    cqm = cqm_from_problem(problem)
+    bqm = bqm_from_problem(problem)
+    t0 = time.perf_counter()
+    try:
+        sampleset = sampler.sample_cqm(cqm, **params)
+    except SamplerError:
+        raise
+    except Exception as exc:
+        raise sampler_failure(sampler, exc) from exc
+    wall = time.perf_counter() - t0
+    sampleset = _checked(sampleset, bqm, label, constrained=True)
+    order = [sampleset.variables.index(v) for v in range(problem.n)]
+    samples = np.asarray(sampleset.record.sample[:, order], dtype=np.int8)
+    feasible = samples.sum(axis=1) == problem.cardinality  # the constraint, checked here, not trusted
+    if not feasible.any():
+        raise SamplerError(f"sampler {label} returned no feasible sample: none has sum(x) == m="
+                           f"{problem.cardinality} (sizes {sorted(set(samples.sum(axis=1).tolist()))[:5]})")
+    energies = bqm.energies((samples, range(problem.n)))
+    energies = np.where(feasible, energies, np.inf)
+    best = int(np.argmin(energies))
+    timing = {"wall_s": wall, **dict(sampleset.info.get("timing", {}))}
+    return QUBOSolution(samples[best], float(energies[best]), type(sampler).__name__, timing, sampleset, None)
 
 
 def keeps_cardinality(sampler: Any) -> bool:
@@ -292,7 +366,7 @@ def keeps_cardinality(sampler: Any) -> bool:
 def _is_qkrum_sampler(sampler: Any) -> bool:
     """qkrum's own samplers: they check every argument before they run (so their
     ValueError/TypeError is a bad option) and say which kernel ran."""
-    return isinstance(sampler, (SimulatedAnnealingSampler, ExactSolver))
+    return isinstance(sampler, (SimulatedAnnealingSampler, ExchangeTabuSampler, ExactSolver))
 
 
 def sample_problem(problem: SelectionProblem, sampler: Any = None, **params: Any) -> QUBOSolution:
@@ -312,6 +386,11 @@ def sample_problem(problem: SelectionProblem, sampler: Any = None, **params: Any
     if not isinstance(problem, SelectionProblem):
         raise TypeError(f"problem must be a qkrum.qubo.SelectionProblem, got {sampler_label(problem)}")
     sampler = resolve_sampler(sampler)
+    if is_cqm_sampler(sampler):
+        if problem.cardinality is None:
+            raise ValueError(f"sampler {sampler_label(sampler)} solves constrained models (sample_cqm), not "
+                             "this QUBO; qkrum.qubo.solve_selection hands it the selection with sum(x) == m")
+        return sample_problem_cqm(problem, sampler, **params)
     if problem.cardinality is not None:
         if not keeps_cardinality(sampler):
             raise ValueError(
@@ -324,6 +403,8 @@ def sample_problem(problem: SelectionProblem, sampler: Any = None, **params: Any
         params.setdefault("cardinality", None)
         if problem.penalty is not None:
             params.setdefault("swap_moves", params["cardinality"] is None and problem.penalty > 0)
+    if isinstance(sampler, ExchangeTabuSampler) and problem.cardinality is not None:
+        return _sample_dense(problem, sampler, params)
     bqm = bqm_from_problem(problem)
     own = _is_qkrum_sampler(sampler)
 
@@ -349,6 +430,22 @@ def sample_problem(problem: SelectionProblem, sampler: Any = None, **params: Any
     if own:  # the annealer says which kernel ran in its answer; the exact solver in its properties
         implementation = sampleset.info.get("implementation") or sampler.properties.get("implementation")
     return QUBOSolution(sample, float(energies[best]), type(sampler).__name__, timing, sampleset, implementation)
+
+
+def _sample_dense(problem: SelectionProblem, sampler: ExchangeTabuSampler, params: dict) -> QUBOSolution:
+    """qkrum's tabu search on the problem's arrays, without a dimod model: O(n²) floats less
+    memory and conversion time. Its options are checked before it runs (a bad option is a
+    ValueError/TypeError, as for :func:`sample_problem`)."""
+    t0 = time.perf_counter()
+    sampleset = sampler.sample_dense(problem.h, problem.J, problem.offset, **params)
+    wall = time.perf_counter() - t0
+    energies = sampleset.record.energy
+    best = int(np.argmin(energies))
+    sample = np.asarray(sampleset.record.sample[best], dtype=np.int8)
+    x = sample.astype(np.float64)
+    energy = float(problem.h @ x + 0.5 * x @ (problem.J @ x) + problem.offset)  # recomputed, as for any sampler
+    timing = {"wall_s": wall, **dict(sampleset.info.get("timing", {}))}
+    return QUBOSolution(sample, energy, type(sampler).__name__, timing, sampleset, sampleset.info["implementation"])
 
 
 def solve_qubo(Q: Any, offset: float = 0.0, *, sampler: Any = None, cardinality: int | None = None,
@@ -380,8 +477,10 @@ def _some(labels: set) -> str:
     return f"{ordered[:5]}{more}"
 
 
-def _checked(sampleset: Any, bqm: dimod.BinaryQuadraticModel, label: str) -> dimod.SampleSet:
-    """Refuse a sampler's answer that cannot be a solution of ``bqm`` (:class:`SamplerError`)."""
+def _checked(sampleset: Any, bqm: dimod.BinaryQuadraticModel, label: str, constrained: bool = False) -> dimod.SampleSet:
+    """Refuse a sampler's answer that cannot be a solution of ``bqm`` (:class:`SamplerError`).
+    ``constrained``: the answer of a CQM sampler, whose samples carry a mixed (INTEGER)
+    vartype; their values must still be 0/1."""
     if not isinstance(sampleset, dimod.SampleSet):
         raise SamplerError(f"sampler {label} returned {sampler_label(sampleset)}, not a dimod.SampleSet")
     if len(sampleset) == 0:
@@ -394,7 +493,7 @@ def _checked(sampleset: Any, bqm: dimod.BinaryQuadraticModel, label: str) -> dim
                            f"({'; '.join(wrong)}; the problem's variables are 0..{len(want) - 1})")
     if sampleset.vartype is dimod.SPIN:
         sampleset = sampleset.change_vartype(dimod.BINARY, inplace=False)
-    elif sampleset.vartype is not dimod.BINARY:
+    elif sampleset.vartype is not dimod.BINARY and not constrained:
         raise SamplerError(f"sampler {label} returned {sampleset.vartype.name} samples with values "
                            "outside {0, 1} for a BINARY problem")
     values = sampleset.record.sample

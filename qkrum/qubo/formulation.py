@@ -91,7 +91,10 @@ def _check_distances(D: Any) -> np.ndarray:
     if np.any(D < 0):
         bad = np.argwhere(D < 0)[0]
         raise ValueError(f"D must be non-negative, got D[{bad[0]}, {bad[1]}]={D[tuple(bad)]}")
-    if not np.allclose(D, D.T, rtol=1e-10, atol=1e-12 * max(1.0, float(np.abs(D).max()))):
+    # Exact symmetry (what qkrum's kernels produce) is one cheap comparison; a matrix off by
+    # rounding takes the tolerant check.
+    if not np.array_equal(D, D.T) and not np.allclose(D, D.T, rtol=1e-10,
+                                                      atol=1e-12 * max(1.0, float(np.abs(D).max()))):
         raise ValueError("D must be symmetric")
     return D
 
@@ -185,9 +188,13 @@ def suspicion_penalty(D: Any, *, percentile: float = 10.0, weight: float = 10.0)
     n = D.shape[0]
     if n < 2:
         return np.zeros_like(D), 0.0
-    tau = float(np.percentile(D[np.triu_indices(n, 1)], percentile))
-    P = weight * np.maximum(0.0, tau - D)
-    P[np.diag_indices(n)] = 0.0
+    # The i < j entries row by row (n slices: no index arrays of n² entries), and P in place.
+    upper = np.concatenate([D[i, i + 1:] for i in range(n - 1)])
+    tau = float(np.percentile(upper, percentile))
+    P = np.subtract(tau, D)
+    np.maximum(P, 0.0, out=P)
+    P *= weight
+    np.fill_diagonal(P, 0.0)
     return P, tau
 
 
@@ -197,15 +204,22 @@ def _coefficients(D: np.ndarray, m: int, objective: str, lam: float,
     ``λ(Σx − m)²``. ``J`` is symmetric with a zero diagonal, built from the upper
     triangles of ``D`` and ``P`` (which are symmetric up to rounding)."""
     n = D.shape[0]
-    off = D - np.diag(np.diag(D))
+    # The diagonal of D (zero for distances) never enters: J's is zeroed below, and the
+    # cut's row sums leave it out. Each line is one pass over an (n, n) array.
     if objective == "paper":
-        h = off.sum(axis=1) + lam * (1 - 2 * m)
-        quad = -2.0 * off + 2.0 * lam
+        h = D.sum(axis=1) - np.diagonal(D) + lam * (1 - 2 * m)
+        quad = D * -2.0
+        quad += 2.0 * lam
     else:
         h = np.full(n, lam * (1 - 2 * m))
-        quad = off + 2.0 * lam
+        quad = D + 2.0 * lam
     if P is not None:
-        quad = quad + P
+        quad += P
+    if np.array_equal(D, D.T) and (P is None or np.array_equal(P, P.T)):
+        # Elementwise arithmetic keeps exact symmetry: quad already equals its upper
+        # triangle mirrored, without the two (n, n) temporaries of building that.
+        np.fill_diagonal(quad, 0.0)
+        return h, quad, float(lam * m * m)
     upper = np.triu(quad, k=1)
     return h, upper + upper.T, float(lam * m * m)
 
@@ -265,8 +279,18 @@ def objective_value(D: Any, selected: Any, objective: str = "intra", pair_penalt
     selected = np.asarray(selected)
     if selected.shape != (D.shape[0],):
         raise ValueError(f"selected must have shape ({D.shape[0]},), got shape {selected.shape}")
-    h, J, _ = _coefficients(D, 0, objective, 0.0, P)
     inside = np.flatnonzero(selected)
+    if objective == "intra":
+        # At λ = 0 the intra coefficients are h = 0 and J = D + P off the diagonal, so the
+        # energy Σ_{i<j∈S} J_ij is half of x·(D + P)x less the diagonal: two matrix-vector
+        # products instead of building J.
+        x = np.zeros(D.shape[0])
+        x[inside] = 1.0
+        total = x @ (D @ x) - np.diagonal(D)[inside].sum()
+        if P is not None:
+            total += x @ (P @ x) - np.diagonal(P)[inside].sum()
+        return float(0.5 * total)
+    h, J, _ = _coefficients(D, 0, objective, 0.0, P)
     return float(h[inside].sum() + np.triu(J[np.ix_(inside, inside)], 1).sum())
 
 

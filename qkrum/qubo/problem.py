@@ -37,6 +37,9 @@ __all__ = ["SelectionProblem", "problem_from_qubo", "selection_problem"]
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
+    if (isinstance(a, np.ndarray) and a.dtype == np.float64 and a.flags.c_contiguous and not a.flags.writeable
+            and a.base is None):
+        return a  # already read-only and owning its memory (selection_problem's own J): no (n, n) copy
     a = np.array(a, dtype=np.float64, order="C")  # a copy: the caller's array stays writable and ours unchanged
     a.setflags(write=False)
     return a
@@ -144,6 +147,7 @@ def selection_problem(D: Any, m: int, *, objective: str = "intra", lam: Any = No
     else:
         lam = _weight(D, m, objective, lam, P)
     h, J, offset = _coefficients(D, m, objective, lam, P)
+    J.setflags(write=False)  # fresh and ours: the problem takes it without a copy
     return SelectionProblem(J, h, offset, cardinality=m if keep_cardinality else None, penalty=lam, m=m)
 
 

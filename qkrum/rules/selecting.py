@@ -202,13 +202,13 @@ def _check_sampler(sampler: Any) -> Any:
     if isinstance(sampler, type):
         raise TypeError(f"sampler must be a dimod sampler instance or a name, got the class {sampler.__name__}; "
                         f"pass {sampler.__name__}()")
-    if not callable(getattr(sampler, "sample", None)):
-        raise TypeError(f"sampler must be a dimod sampler (an object with a sample method) or a name, "
+    if not callable(getattr(sampler, "sample", None)) and not callable(getattr(sampler, "sample_cqm", None)):
+        raise TypeError(f"sampler must be a dimod sampler (an object with a sample or sample_cqm method) or a name, "
                         f"got an object of type {type(sampler).__name__}")
     return sampler
 
 
-def _solver_options(*, objective: str = "intra", lam: Any = None, sampler: Any = None, num_reads: Any = 1000,
+def _solver_options(*, objective: str = "intra", lam: Any = None, sampler: Any = None, num_reads: Any = None,
                     num_sweeps: Any = None, certify: Any = None, sampler_params: Any = None) -> dict:
     """The QUBO solver options, validated (:func:`qkrum.qubo.solve_selection`)."""
     if objective not in OBJECTIVES:
@@ -237,7 +237,7 @@ def _solve_qubo(rnd: Round, D: np.ndarray, solver: dict, *, suspicion: bool = Fa
     from qkrum.qubo import solve_selection, suspicion_penalty
 
     idx = np.flatnonzero(rnd.valid_np)
-    D_valid = D[np.ix_(idx, idx)]
+    D_valid = D if idx.size == rnd.n else D[np.ix_(idx, idx)]  # no (n, n) copy when all are valid
     info: dict[str, Any] = {}
     P = None
     if suspicion:
@@ -281,7 +281,7 @@ def _run_qubo(rnd: Round, *, distance: str, alpha: float, suspicion: bool, perce
 @factory_of("qubo")
 def qubo(*, distance: str = "cosine", alpha: float = 0.5, suspicion: bool = False, percentile: float = 10.0,
          suspicion_weight: float = 10.0, objective: str = "intra", lam: Any = None, sampler: Any = None,
-         num_reads: int = 1000, num_sweeps: int | None = None, certify: bool | None = None,
+         num_reads: int | None = None, num_sweeps: int | None = None, certify: bool | None = None,
          sampler_params: dict | None = None) -> Rule:
     """QUBO selection (IV-B/C): the ``m`` mutually closest clients by a selection QUBO.
 
@@ -294,7 +294,9 @@ def qubo(*, distance: str = "cosine", alpha: float = 0.5, suspicion: bool = Fals
             cut, Eq. 8); ``lam``: the cardinality penalty (None: provable, or none with a
             sampler that keeps ``|S| = m``; ``"paper"``: ``10 · max D``; a number ``>= 0``).
         sampler: None (qkrum's annealer), a name (``qkrum.anneal.SAMPLER_NAMES``) or a
-            dimod sampler; ``num_reads``, ``num_sweeps``, ``sampler_params`` go to it;
+            dimod sampler; ``num_reads``, ``num_sweeps``, ``sampler_params`` go to it
+            (``num_reads=None``: 64 restarts at most for the default tabu search, 1000 reads
+            for an annealer);
             ``certify``: compare with the exhaustive optimum (None: when small).
 
     Non-finite clients are left out of the QUBO. Scores: each client's distance sum to
@@ -331,7 +333,7 @@ def _run_cascade(rnd: Round, *, tau: float, alpha: float, solver: dict) -> Metho
 
 @factory_of("cascade")
 def cascade(*, tau: float = 0.2, alpha: float = 0.5, objective: str = "intra", lam: Any = None,
-            sampler: Any = None, num_reads: int = 1000, num_sweeps: int | None = None,
+            sampler: Any = None, num_reads: int | None = None, num_sweeps: int | None = None,
             certify: bool | None = None, sampler_params: dict | None = None) -> Rule:
     """Cascaded Dual-QUBO (IV-D): Euclidean Krum gap Δ on the full updates above ``tau``
     (a finite number ``>= 0``) → MultiKrum on those scores; otherwise the dual-distance
@@ -393,7 +395,7 @@ def _check_vote_weights(vote_weights: Any) -> VoteWeights:
 def multisignal(*, tau_e: float = 0.2, tau_c: float = 0.5, alpha: float = 0.5, percentile: float = 10.0,
                 suspicion_weight: float = 10.0, vote_weights: VoteWeights | tuple = VoteWeights(),
                 paranoid: bool = False, objective: str = "intra", lam: Any = None, sampler: Any = None,
-                num_reads: int = 1000, num_sweeps: int | None = None, certify: bool | None = None,
+                num_reads: int | None = None, num_sweeps: int | None = None, certify: bool | None = None,
                 sampler_params: dict | None = None) -> Rule:
     """The MultiSignal ensemble (IV-E, Algorithm 1; decision rules in :mod:`qkrum.ensemble`).
 
