@@ -1,6 +1,7 @@
 #include "anneal.hpp"
 #include "portable.hpp"
 #include "rng.hpp"
+#include "workers.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -8,7 +9,6 @@
 #include <limits>
 #include <locale>
 #include <sstream>
-#include <thread>
 
 namespace qkrum {
 namespace anneal {
@@ -247,8 +247,6 @@ Result run(const Q& q, const double* h, const Options& opt) {
     }
   }
 
-  int threads = opt.num_threads > 0 ? opt.num_threads : static_cast<int>(std::thread::hardware_concurrency());
-  threads = std::max(1, std::min<int>(threads, static_cast<int>(opt.num_reads)));
   std::atomic<std::int64_t> next_read{0};
   std::atomic<std::uint64_t> attempts{0};
 
@@ -279,14 +277,7 @@ Result run(const Q& q, const double* h, const Options& opt) {
     attempts += local_attempts;
   };
 
-  if (threads == 1) {
-    worker();
-  } else {
-    std::vector<std::thread> pool;
-    pool.reserve(threads);
-    for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
-    for (auto& t : pool) t.join();
-  }
+  workers::run(opt.num_threads, opt.num_reads, worker);
   result.flip_attempts = attempts.load();
   return result;
 }

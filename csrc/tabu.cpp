@@ -8,10 +8,10 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
-#include <thread>
 
 #include "portable.hpp"
 #include "rng.hpp"
+#include "workers.hpp"
 
 namespace qkrum {
 namespace tabu {
@@ -271,16 +271,7 @@ Result tabu_dense(const anneal::Dense& q, const double* h, const Options& opt) {
     }
   };
 
-  int threads = opt.num_threads > 0 ? opt.num_threads : static_cast<int>(std::thread::hardware_concurrency());
-  threads = std::max(1, std::min<int>(threads, static_cast<int>(std::min<std::int64_t>(R, 1 << 20))));
-  if (threads == 1) {
-    worker();
-  } else {
-    std::vector<std::thread> pool;
-    pool.reserve(threads);
-    for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
-    for (auto& t : pool) t.join();
-  }
+  workers::run(opt.num_threads, R, worker);
 
   Result result;
   // The confirm rule fixes the returned restarts; otherwise every finished one (all of

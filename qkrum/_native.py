@@ -167,6 +167,22 @@ def _check_csr(csr: Any, n: int) -> None:
                              f"indices[{p}]={int(indices[p])}, indices[{p + 1}]={int(indices[p + 1])} in row {row}")
 
 
+def _check_initial_values(init: np.ndarray, cardinality: int) -> None:
+    """Initial states hold integers 0/1 and, for ``cardinality >= 0``, that many ones per row."""
+    if init.dtype.kind not in "biu":
+        raise TypeError(f"initial_states must hold integers 0/1, got dtype {init.dtype}")
+    bad = (init != 0) & (init != 1)
+    if bad.any():
+        r, i = (int(v) for v in np.argwhere(bad)[0])
+        raise ValueError(f"initial_states must hold 0/1 values, got initial_states[{r}, {i}]={init[r, i]}")
+    if cardinality >= 0:
+        ones = np.count_nonzero(init, axis=1)
+        wrong = np.flatnonzero(ones != cardinality)
+        if wrong.size:
+            r = int(wrong[0])
+            raise ValueError(f"initial_states row {r} has {int(ones[r])} ones but cardinality={cardinality}")
+
+
 def check_anneal_arguments(h: Any, J: Any = None, csr: Any = None, *, num_reads: Any, beta_schedule: Any,
                            seed: Any, order: Any, cardinality: Any, num_threads: Any, initial_states: Any,
                            swap_moves: Any = False) -> None:
@@ -207,18 +223,7 @@ def check_anneal_arguments(h: Any, J: Any = None, csr: Any = None, *, num_reads:
         if init.shape != (num_reads, n):
             raise ValueError(f"initial_states must have shape (num_reads, n) = ({num_reads}, {n}), "
                              f"got initial_states.shape={init.shape}")
-        if init.dtype.kind not in "biu":
-            raise TypeError(f"initial_states must hold integers 0/1, got dtype {init.dtype}")
-        bad = (init != 0) & (init != 1)
-        if bad.any():
-            r, i = (int(v) for v in np.argwhere(bad)[0])
-            raise ValueError(f"initial_states must hold 0/1 values, got initial_states[{r}, {i}]={init[r, i]}")
-        if cardinality >= 0:
-            ones = np.count_nonzero(init, axis=1)
-            wrong = np.flatnonzero(ones != cardinality)
-            if wrong.size:
-                r = int(wrong[0])
-                raise ValueError(f"initial_states row {r} has {int(ones[r])} ones but cardinality={cardinality}")
+        _check_initial_values(init, cardinality)
 
 
 def check_exact_arguments(h: Any, J: Any = None, *, cardinality: Any, max_states: Any) -> None:
@@ -273,14 +278,4 @@ def check_tabu_arguments(h: Any, J: Any, *, cardinality: Any, num_reads: Any, co
         if init.ndim != 2 or init.shape[1] != n or not 1 <= init.shape[0] <= num_reads:
             raise ValueError(f"initial_states must have shape (k, n) with 1 <= k <= num_reads={num_reads} and "
                              f"n={n}, got initial_states.shape={init.shape}")
-        if init.dtype.kind not in "biu":
-            raise TypeError(f"initial_states must hold integers 0/1, got dtype {init.dtype}")
-        bad = (init != 0) & (init != 1)
-        if bad.any():
-            r, i = (int(v) for v in np.argwhere(bad)[0])
-            raise ValueError(f"initial_states must hold 0/1 values, got initial_states[{r}, {i}]={init[r, i]}")
-        ones = np.count_nonzero(init, axis=1)
-        wrong = np.flatnonzero(ones != cardinality)
-        if wrong.size:
-            r = int(wrong[0])
-            raise ValueError(f"initial_states row {r} has {int(ones[r])} ones but cardinality={cardinality}")
+        _check_initial_values(init, cardinality)

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+from qkrum import _native
+
 settings.register_profile("qkrum", max_examples=25, deadline=None, derandomize=True)
 settings.load_profile("qkrum")
 
@@ -23,6 +25,21 @@ def x64():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+#: The implementations of qkrum's kernels this install has: the C++ extension, if built,
+#: and the NumPy fallback.
+IMPLEMENTATIONS = ["native", "python"] if _native.core is not None else ["python"]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def implementation(request, monkeypatch):
+    """Run a test against one implementation of the kernels (the fallback by patching
+    ``qkrum._native.core`` away, which both ``impl()`` and ``name()`` read)."""
+    if request.param == "python":
+        monkeypatch.setattr(_native, "core", None)
+    assert _native.name() == request.param
+    return request.param
 
 
 # --- independent NumPy references (direct differences, float64; no Gram trick) ----------

@@ -148,7 +148,7 @@ def test_unknown_sampler_name():
         get_sampler("neal")
 
 
-@pytest.mark.parametrize("name", ["leap-hybrid", "qpu"])
+@pytest.mark.parametrize("name", ["leap-hybrid", "leap-hybrid-cqm", "qpu"])
 def test_cloud_samplers_without_token_say_how_to_configure(monkeypatch, tmp_path, name):
     pytest.importorskip("dwave.cloud")
     monkeypatch.delenv("DWAVE_API_TOKEN", raising=False)

@@ -13,21 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qkrum import _native
 from qkrum._native import core
 from qkrum.anneal import ExactSolver, SimulatedAnnealingSampler, exact_ground_state
 from qkrum.anneal.schedule import default_beta_range, exchange_energy_scale, make_beta_schedule
-
-IMPLEMENTATIONS = ["native", "python"] if core is not None else ["python"]
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def implementation(request, monkeypatch):
-    """Run a test against one implementation of the annealing kernels."""
-    if request.param == "python":
-        monkeypatch.setattr(_native, "core", None)
-    assert _native.name() == request.param
-    return request.param
 
 
 def brute_force(Q, m=None):

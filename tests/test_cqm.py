@@ -3,15 +3,16 @@ with the equality constraint sum(x) == m instead of a penalty.
 
 Leap needs a token, so the sampler here is a stand-in with the same interface
 (``sample_cqm`` and no ``sample``) that solves the model it is given with dimod's exact CQM
-solver; the tests check what qkrum hands it and what qkrum does with the answer.
+solver; the tests check what qkrum hands it and what qkrum does with the answer. Without a
+token, "leap-hybrid-cqm" says how to configure one (tests/test_adapter.py, with the other
+cloud samplers).
 """
 
 import dimod
 import numpy as np
 import pytest
 
-from qkrum.anneal import cqm_from_problem, get_sampler, is_cqm_sampler
-from qkrum.anneal.adapter import MissingCredentialsError
+from qkrum.anneal import cqm_from_problem, is_cqm_sampler
 from qkrum.errors import SamplerError
 from qkrum.qubo import objective_value, selection_problem, solve_selection
 
@@ -103,17 +104,3 @@ def test_the_qubo_rule_takes_a_cqm_sampler():
     sel = qkrum.select(x, 2, method="qubo", sampler=ExactCQMStandIn(), distance="euclidean")
     assert not np.asarray(sel.selected)[:2].any() and int(np.asarray(sel.selected).sum()) == 7
 
-
-def test_leap_cqm_without_token_says_how_to_configure(monkeypatch, tmp_path):
-    pytest.importorskip("dwave.cloud")
-    monkeypatch.delenv("DWAVE_API_TOKEN", raising=False)
-    empty = tmp_path / "dwave.conf"
-    empty.write_text("[defaults]\n")
-    monkeypatch.setenv("DWAVE_CONFIG_FILE", str(empty))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    with pytest.raises(MissingCredentialsError, match="DWAVE_API_TOKEN") as info:
-        get_sampler("leap-hybrid-cqm")
-    assert "dwave config create" in str(info.value)
-    with pytest.raises(MissingCredentialsError):
-        solve_selection(distances(5), 3, sampler="leap-hybrid-cqm")

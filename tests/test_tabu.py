@@ -14,21 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qkrum import _native
 from qkrum._native import core
 from qkrum.anneal import ExchangeTabuSampler, get_sampler
 from qkrum.anneal.adapter import bqm_from_problem
 from qkrum.qubo import selection_problem, solve_selection
-
-IMPLEMENTATIONS = ["native", "python"] if core is not None else ["python"]
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def implementation(request, monkeypatch):
-    if request.param == "python":
-        monkeypatch.setattr(_native, "core", None)
-    assert _native.name() == request.param
-    return request.param
 
 
 def dense_bqm(h, J, offset=0.0):

@@ -323,6 +323,22 @@ def cqm_from_problem(problem: SelectionProblem) -> dimod.ConstrainedQuadraticMod
     return cqm
 
 
+def _run_sampler(sampler: Any, method: Any, model: Any, params: dict, *, own: bool) -> tuple[Any, float]:
+    """``method(model, **params)`` and its wall time; whatever it raises becomes the one
+    :class:`SamplerError` (:func:`sampler_failure`), except a bad option of qkrum's own
+    samplers (``own``), which check every argument before they run and report it as is."""
+    t0 = time.perf_counter()
+    try:
+        sampleset = method(model, **params)
+    except SamplerError:
+        raise  # already made by sampler_failure (a composite running qkrum): never wrapped twice
+    except Exception as exc:
+        if own and isinstance(exc, (TypeError, ValueError)):
+            raise
+        raise sampler_failure(sampler, exc) from exc
+    return sampleset, time.perf_counter() - t0
+
+
 def sample_problem_cqm(problem: SelectionProblem, sampler: Any, **params: Any) -> QUBOSolution:
     """Lowest-energy *feasible* sample of the constrained model of ``problem``
     (:func:`cqm_from_problem`) from a CQM sampler (:func:`is_cqm_sampler`). Infeasible
@@ -331,14 +347,7 @@ def sample_problem_cqm(problem: SelectionProblem, sampler: Any, **params: Any) -
     label = sampler_label(sampler)
     cqm = cqm_from_problem(problem)
     bqm = bqm_from_problem(problem)
-    t0 = time.perf_counter()
-    try:
-        sampleset = sampler.sample_cqm(cqm, **params)
-    except SamplerError:
-        raise
-    except Exception as exc:
-        raise sampler_failure(sampler, exc) from exc
-    wall = time.perf_counter() - t0
+    sampleset, wall = _run_sampler(sampler, sampler.sample_cqm, cqm, params, own=False)
     sampleset = _checked(sampleset, bqm, label, constrained=True)
     order = [sampleset.variables.index(v) for v in range(problem.n)]
     samples = np.asarray(sampleset.record.sample[:, order], dtype=np.int8)
@@ -408,16 +417,7 @@ def sample_problem(problem: SelectionProblem, sampler: Any = None, **params: Any
     bqm = bqm_from_problem(problem)
     own = _is_qkrum_sampler(sampler)
 
-    t0 = time.perf_counter()
-    try:
-        sampleset = sampler.sample(bqm, **params)
-    except SamplerError:
-        raise  # already made by sampler_failure (a composite running qkrum): never wrapped twice
-    except Exception as exc:
-        if own and isinstance(exc, (TypeError, ValueError)):
-            raise  # qkrum's samplers check every argument before annealing: a bad option, reported as is
-        raise sampler_failure(sampler, exc) from exc
-    wall = time.perf_counter() - t0
+    sampleset, wall = _run_sampler(sampler, sampler.sample, bqm, params, own=own)
 
     sampleset = _checked(sampleset, bqm, sampler_label(sampler))
     record = sampleset.record
@@ -436,9 +436,8 @@ def _sample_dense(problem: SelectionProblem, sampler: ExchangeTabuSampler, param
     """qkrum's tabu search on the problem's arrays, without a dimod model: O(n²) floats less
     memory and conversion time. Its options are checked before it runs (a bad option is a
     ValueError/TypeError, as for :func:`sample_problem`)."""
-    t0 = time.perf_counter()
-    sampleset = sampler.sample_dense(problem.h, problem.J, problem.offset, **params)
-    wall = time.perf_counter() - t0
+    sampleset, wall = _run_sampler(sampler, sampler.sample_dense, problem.h,
+                                   dict(params, J=problem.J, offset=problem.offset), own=True)
     energies = sampleset.record.energy
     best = int(np.argmin(energies))
     sample = np.asarray(sampleset.record.sample[best], dtype=np.int8)
