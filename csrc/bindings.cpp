@@ -134,7 +134,7 @@ py::tuple exact_dense(const F64& J, const F64& h, std::int64_t cardinality, std:
 }
 
 py::tuple tabu_dense(const F64& J, const F64& h, std::int64_t cardinality, std::int64_t num_reads,
-                     std::int64_t confirm, std::int64_t stall, std::int64_t max_iterations, std::int64_t tenure,
+                     std::int64_t confirm, std::int64_t min_restarts, std::int64_t stall, std::int64_t max_iterations, std::int64_t tenure,
                      double timeout, std::uint64_t seed, int num_threads, const py::object& initial_states) {
   if (J.ndim() != 2 || J.shape(0) != J.shape(1)) throw std::invalid_argument("J must be a square matrix");
   const std::int64_t n = J.shape(0);
@@ -143,6 +143,7 @@ py::tuple tabu_dense(const F64& J, const F64& h, std::int64_t cardinality, std::
   opt.cardinality = cardinality;
   opt.max_restarts = num_reads;
   opt.confirm = confirm;
+  opt.min_restarts = min_restarts;
   opt.stall = stall;
   opt.max_iterations = max_iterations;
   opt.tenure = tenure;
@@ -201,7 +202,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("num_threads"), py::arg("initial_states"), py::arg("swap_moves") = false);
   m.def("exact_dense", &exact_dense, py::arg("J"), py::arg("h"), py::arg("cardinality"), py::arg("max_states"));
   m.def("tabu_dense", &tabu_dense, py::arg("J"), py::arg("h"), py::arg("cardinality"), py::arg("num_reads"),
-        py::arg("confirm"), py::arg("stall"), py::arg("max_iterations"), py::arg("tenure"), py::arg("timeout"),
+        py::arg("confirm"), py::arg("min_restarts"), py::arg("stall"), py::arg("max_iterations"), py::arg("tenure"), py::arg("timeout"),
         py::arg("seed"), py::arg("num_threads"), py::arg("initial_states"));
   m.def("read_seed", &qa::read_seed, py::arg("seed"), py::arg("read"));
   m.attr("MAX_EXHAUSTIVE_VARIABLES") = qa::kMaxExhaustiveVariables;

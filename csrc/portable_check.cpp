@@ -101,6 +101,7 @@ int main() {
       topt.cardinality = n / 3;
       topt.max_restarts = 7;
       topt.confirm = tenure ? 2 : 0;
+      topt.min_restarts = 3;
       topt.stall = 50;
       topt.max_iterations = 500;
       topt.tenure = tenure;

@@ -166,6 +166,8 @@ void check_options(std::int64_t n, const Options& opt) {
         std::to_string(opt.cardinality));
   if (opt.max_restarts < 1) bad("num_reads must be >= 1, got num_reads=" + std::to_string(opt.max_restarts));
   if (opt.confirm < 0) bad("confirm must be >= 0, got confirm=" + std::to_string(opt.confirm));
+  if (opt.min_restarts < 1)
+    bad("min_restarts must be >= 1, got min_restarts=" + std::to_string(opt.min_restarts));
   if (opt.stall < 1) bad("stall must be >= 1, got stall=" + std::to_string(opt.stall));
   if (opt.max_iterations < 0)
     bad("max_iterations must be >= 0, got max_iterations=" + std::to_string(opt.max_iterations));
@@ -217,7 +219,7 @@ Result tabu_dense(const anneal::Dense& q, const double* h, const Options& opt) {
       if (opt.confirm > 0) {
         std::int64_t hits = 0;
         for (std::int64_t k = 0; k < prefix; ++k) hits += energies[k] <= prefix_best + tolerance(prefix_best);
-        if (hits >= opt.confirm) {
+        if (hits >= opt.confirm && prefix >= opt.min_restarts) {
           returned = prefix;
           stop = true;
         }

@@ -19,8 +19,10 @@
 // m-subset drawn from its own generator seeded by anneal::read_seed(seed, r).
 //
 // Convergence-driven restarts: with `confirm` = k > 0 the search stops after the first
-// restart r at which k of the restarts 0..r have reached the lowest energy among them
-// (within a relative 1e-9), and returns exactly restarts 0..r. Restarts run in parallel,
+// restart r >= min_restarts - 1 at which k of the restarts 0..r have reached the lowest
+// energy among them (within a relative 1e-9), and returns exactly restarts 0..r. The floor
+// guards against k restarts agreeing on the same wrong basin (a tight group of identical
+// attackers makes one that single exchanges cannot leave). Restarts run in parallel,
 // but which ones are returned depends only on their results, so the output is the same
 // for any number of threads. A `timeout` (seconds, ≤ 0: none) stops the search early and
 // returns every restart started; only then can the result depend on timing.
@@ -38,6 +40,7 @@ struct Options {
   std::int64_t cardinality = 0;     // m, 0 <= m <= n
   std::int64_t max_restarts = 1;    // restarts run at most
   std::int64_t confirm = 0;         // > 0: stop once this many restarts reached the best
+  std::int64_t min_restarts = 1;    // ... and at least this many restarts ran
   std::int64_t stall = 1;           // iterations without a new best that end a restart
   std::int64_t max_iterations = 1;  // iterations of one restart at most
   std::int64_t tenure = 0;          // capped at min(m, n − m) − 1 so a move is always allowed

@@ -53,6 +53,7 @@ def tabu_dense(
     cardinality: int,
     num_reads: int,
     confirm: int,
+    min_restarts: int,
     stall: int,
     max_iterations: int,
     tenure: int,

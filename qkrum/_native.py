@@ -252,11 +252,13 @@ def check_exact_arguments(h: Any, J: Any = None, *, cardinality: Any, max_states
                          f"search (limit 2^{limit} = {2**limit:,}), got cardinality={cardinality}")
 
 
-def check_tabu_arguments(h: Any, J: Any, *, cardinality: Any, num_reads: Any, confirm: Any, stall: Any,
+def check_tabu_arguments(h: Any, J: Any, *, cardinality: Any, num_reads: Any, confirm: Any, min_restarts: Any,
+                         stall: Any,
                          max_iterations: Any, tenure: Any, timeout: Any, seed: Any, num_threads: Any,
                          initial_states: Any) -> None:
     """Check the arguments of ``tabu_dense`` (``csrc/tabu.hpp``): ``cardinality`` in ``0..n``,
-    ``num_reads >= 1`` restarts at most, ``confirm >= 0`` (0: run them all), ``stall >= 1``,
+    ``num_reads >= 1`` restarts at most, ``confirm >= 0`` (0: run them all), ``min_restarts >= 1``
+    before the confirm rule may stop, ``stall >= 1``,
     ``max_iterations >= 0``, ``tenure >= 0``, ``timeout`` seconds (``<= 0``: none) and up to
     ``num_reads`` initial states of ``cardinality`` ones. Raises ``TypeError`` or
     ``ValueError`` naming the parameter and its value."""
@@ -265,6 +267,7 @@ def check_tabu_arguments(h: Any, J: Any, *, cardinality: Any, num_reads: Any, co
     check_int("cardinality", cardinality, minimum=0, maximum=n)
     num_reads = check_int("num_reads", num_reads, minimum=1, maximum=_INT64_MAX)
     check_int("confirm", confirm, minimum=0, maximum=_INT64_MAX)
+    check_int("min_restarts", min_restarts, minimum=1, maximum=_INT64_MAX)
     check_int("stall", stall, minimum=1, maximum=_INT64_MAX)
     check_int("max_iterations", max_iterations, minimum=0, maximum=_INT64_MAX)
     check_int("tenure", tenure, minimum=0, maximum=_INT64_MAX)

@@ -86,13 +86,14 @@ def test_confirm_rule_returns_the_shortest_confirmed_prefix(implementation):
     D = np.triu(A, 1) + np.triu(A, 1).T
     bqm = dense_bqm(np.zeros(60), D)
     full = ExchangeTabuSampler().sample(bqm, cardinality=30, num_reads=24, confirm=0, seed=5, tenure=3)
-    for confirm in (1, 2, 3):
-        ss = ExchangeTabuSampler().sample(bqm, cardinality=30, num_reads=24, confirm=confirm, seed=5, tenure=3)
+    hits = lambda es: np.sum(es <= es.min() + 1e-9 * abs(es.min()))  # noqa: E731
+    for confirm, floor in ((1, 1), (2, 1), (3, 1), (2, 5)):
+        ss = ExchangeTabuSampler().sample(bqm, cardinality=30, num_reads=24, confirm=confirm, min_restarts=floor,
+                                          seed=5, tenure=3)
         e = ss.record.energy  # restart order: from_samples keeps it
         k = len(e)
-        hits = lambda es: np.sum(es <= es.min() + 1e-9 * abs(es.min()))  # noqa: E731
-        assert ss.info["confirmed"] and hits(e) >= confirm
-        assert k == 1 or hits(e[:-1]) < confirm  # no shorter prefix was confirmed
+        assert ss.info["confirmed"] and hits(e) >= confirm and k >= floor
+        assert k == floor or hits(e[:-1]) < confirm  # no shorter prefix (of at least `floor`) was confirmed
         # The returned restarts are the first k of the unconfirmed run, unchanged.
         np.testing.assert_array_equal(as_array(ss, 60), as_array(full, 60)[:k])
 
@@ -228,3 +229,24 @@ def test_dense_arrays_give_what_the_model_gives(implementation):
 def test_dense_arrays_are_checked(J, match):
     with pytest.raises(ValueError, match=match):
         ExchangeTabuSampler().sample_dense(np.zeros(4), J, cardinality=2)
+
+
+def _trap(seed):
+    """12 clients around the origin and 3 identical ones at distance 10: a basin (the three
+    selected) that single exchanges cannot leave, since moving one out breaks a zero pair."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(15, 50))
+    x[12:] = 10.0 / np.sqrt(50)
+    return np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+
+
+def test_the_restart_floor_keeps_two_restarts_from_confirming_a_wrong_basin(implementation):
+    certified = [solve_selection(_trap(s), 12, seed=s).certified for s in range(20)]
+    assert all(certified)
+    # Without the floor, two restarts agreeing in the trap stop the search: the floor is
+    # what the default's certification rests on.
+    floorless = [solve_selection(_trap(s), 12, seed=s, sampler_params={"min_restarts": 1}).certified
+                 for s in range(20)]
+    assert not all(floorless)
+    ss = ExchangeTabuSampler().sample_dense(np.zeros(15), _trap(0), cardinality=12, seed=0)
+    assert ss.info["min_restarts"] == 64 and len(ss) >= 64 and ss.info["confirmed"]

@@ -9,7 +9,7 @@ with the same signatures, return types and semantics:
 * ``anneal_csr(indptr, indices, data, h, ...)`` -> the same, for a CSR coupling matrix;
 * ``exact_dense(J, h, cardinality, max_states) -> (energy, states, num_ground, num_searched)``;
 * ``read_seed(seed, read)``: the per-read seed mixing of the C++ code;
-* ``tabu_dense(J, h, cardinality, num_reads, confirm, stall, max_iterations, tenure, timeout,
+* ``tabu_dense(J, h, cardinality, num_reads, confirm, min_restarts, stall, max_iterations, tenure, timeout,
   seed, num_threads, initial_states)``: the exchange tabu search of ``csrc/tabu.hpp``, which
   here evaluates all ``m(n − m)`` exchanges per iteration and runs its restarts one after
   another (same semantics, not the same random starts).
@@ -575,8 +575,9 @@ def _subset_energy(J: np.ndarray, h: np.ndarray, x: np.ndarray) -> float:
     return float(h @ xf + 0.5 * xf @ J @ xf)
 
 
-def tabu_dense(J: Any, h: Any, cardinality: int, num_reads: int, confirm: int, stall: int, max_iterations: int,
-               tenure: int, timeout: float, seed: int, num_threads: int, initial_states: Any = None):
+def tabu_dense(J: Any, h: Any, cardinality: int, num_reads: int, confirm: int, min_restarts: int, stall: int,
+               max_iterations: int, tenure: int, timeout: float, seed: int, num_threads: int,
+               initial_states: Any = None):
     """Tabu search over the states with ``cardinality`` ones (see ``csrc/tabu.hpp``):
     ``(samples int8 (restarts, n), energies (restarts,), iterations int64 (restarts,),
     confirmed, timed_out)``. Restarts run one after another; restart ``r`` draws its
@@ -637,7 +638,7 @@ def tabu_dense(J: Any, h: Any, cardinality: int, num_reads: int, confirm: int, s
         samples.append(x.astype(np.int8))
         energies.append(_subset_energy(J, h, x))
         iterations.append(it)
-        if confirm > 0:
+        if confirm > 0 and len(energies) >= min_restarts:
             low = min(energies)
             if sum(e <= low + _tolerance(low) for e in energies) >= confirm:
                 confirmed = True

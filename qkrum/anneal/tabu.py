@@ -9,8 +9,9 @@ It declares ``"cardinality"`` in its ``parameters``, so :func:`qkrum.qubo.solve_
 hands it the objective alone.
 
 Restarts are convergence-driven: the search stops after the first restart at which
-``confirm`` restarts have reached the lowest energy found so far, or after ``num_reads``
-restarts. Which restarts are returned depends only on their results, so for a seed the
+``confirm`` restarts have reached the lowest energy found so far (but not before
+``min_restarts``, a floor that shrinks with n), or after ``num_reads`` restarts. Which
+restarts are returned depends only on their results, so for a seed the
 samples are the same whatever the number of threads. ``timeout`` bounds the wall time
 instead, at the price of that determinism (which restarts finish then depends on timing).
 
@@ -32,12 +33,25 @@ from qkrum import _native
 from qkrum._validation import check_int
 from qkrum.anneal.sampler import dense_couplings, model_vectors
 
-__all__ = ["DEFAULT_CONFIRM", "DEFAULT_MAX_RESTARTS", "DEFAULT_TENURE", "ExchangeTabuSampler", "default_stall"]
+__all__ = ["DEFAULT_CONFIRM", "DEFAULT_MAX_RESTARTS", "DEFAULT_TENURE", "MIN_RESTARTS_WORK", "ExchangeTabuSampler",
+           "default_min_restarts", "default_stall"]
 
 #: Restarts at most when ``num_reads`` is not given.
 DEFAULT_MAX_RESTARTS = 64
 #: Restarts that must reach the best energy before the search stops.
 DEFAULT_CONFIRM = 2
+#: The default floor on restarts is this divided by n (at least 1, at most ``num_reads``):
+#: 64 (the cap) for n <= 128, 16 at n = 500, 4 at n = 2,000. Two restarts can agree on a
+#: wrong basin: on a real MNIST round at n = 15 with three identical min-sum attackers, 36
+#: of 64 restarts ended with the attackers selected (objective 54.35 against the optimum
+#: 53.07) and the first two did, so a confirm rule alone stopped there. Small problems get
+#: many cheap restarts; at n = 2,000 the floor costs about what the confirm rule does.
+MIN_RESTARTS_WORK = 8192
+
+
+def default_min_restarts(n: int, num_reads: int) -> int:
+    """``ceil(MIN_RESTARTS_WORK / n)``, clipped to ``[1, num_reads]``."""
+    return max(1, min(int(num_reads), -(-MIN_RESTARTS_WORK // max(int(n), 1))))
 #: Iterations a moved variable stays tabu. On random selection instances (n = 500 and
 #: 2,000, m = n/2 and 0.8 n, 3 seeds) tenure 10 had the most restarts reaching the best
 #: energy, 3 and 15-50 far fewer (``python -m benchmarks.tabu_tenure``, docs/solvers.md).
@@ -68,6 +82,7 @@ class ExchangeTabuSampler(dimod.Sampler):
             "cardinality": [],
             "num_reads": [],
             "confirm": [],
+            "min_restarts": [],
             "stall": [],
             "max_iterations": [],
             "tenure": [],
@@ -79,8 +94,8 @@ class ExchangeTabuSampler(dimod.Sampler):
         self.properties = {"implementation": _native.name(), "moves": "exchange (one variable 1 -> 0, one 0 -> 1)"}
 
     def sample(self, bqm: dimod.BinaryQuadraticModel, *, cardinality=None, num_reads=None, confirm=DEFAULT_CONFIRM,
-               stall=None, max_iterations=None, tenure=DEFAULT_TENURE, timeout=None, seed=None,
-               initial_states=None, num_threads=None, **kwargs) -> dimod.SampleSet:
+               min_restarts=None, stall=None, max_iterations=None, tenure=DEFAULT_TENURE, timeout=None,
+               seed=None, initial_states=None, num_threads=None, **kwargs) -> dimod.SampleSet:
         """Search ``bqm`` over the states with ``cardinality`` ones. Returns one sample per
         restart run (its best state, polished to a local minimum of the exchanges), energies
         with the offset, and ``info`` with ``restarts``, ``confirmed``, ``timed_out``,
@@ -92,6 +107,8 @@ class ExchangeTabuSampler(dimod.Sampler):
             num_reads: restarts at most (default :data:`DEFAULT_MAX_RESTARTS`).
             confirm: stop once this many restarts reached the lowest energy found; 0 runs
                 all ``num_reads``.
+            min_restarts: the confirm rule stops no earlier than this many restarts
+                (default :func:`default_min_restarts`: 64 for n <= 128, 4 at n = 2,000).
             stall: iterations without a new best that end a restart (default
                 :func:`default_stall`).
             max_iterations: iterations of one restart at most (default ``100 * stall``).
@@ -114,8 +131,8 @@ class ExchangeTabuSampler(dimod.Sampler):
         binary = bqm if bqm.vartype is dimod.BINARY else bqm.change_vartype(dimod.BINARY, inplace=False)
         variables = list(binary.variables)
         n = len(variables)
-        args = _options(n, cardinality, num_reads, confirm, stall, max_iterations, tenure, timeout, seed,
-                        num_threads)
+        args = _options(n, cardinality, num_reads, confirm, min_restarts, stall, max_iterations, tenure, timeout,
+                        seed, num_threads)
         if initial_states is not None:
             given = dimod.as_samples(initial_states)
             if sorted(map(repr, given[1])) != sorted(map(repr, variables)):
@@ -135,8 +152,8 @@ class ExchangeTabuSampler(dimod.Sampler):
         return sampleset
 
     def sample_dense(self, h, J, offset: float = 0.0, *, cardinality=None, num_reads=None, confirm=DEFAULT_CONFIRM,
-                     stall=None, max_iterations=None, tenure=DEFAULT_TENURE, timeout=None, seed=None,
-                     initial_states=None, num_threads=None, **kwargs) -> dimod.SampleSet:
+                     min_restarts=None, stall=None, max_iterations=None, tenure=DEFAULT_TENURE,
+                     timeout=None, seed=None, initial_states=None, num_threads=None, **kwargs) -> dimod.SampleSet:
         """:meth:`sample` on a model given as arrays, ``E(x) = h·x + Σ_{i<j} J_ij x_i x_j +
         offset`` over the variables ``0..n-1`` (``J`` dense ``(n, n)``, symmetric, zero on the
         diagonal; ``initial_states`` an ``(k, n)`` 0/1 array). No ``dimod`` model is built:
@@ -156,14 +173,14 @@ class ExchangeTabuSampler(dimod.Sampler):
             raise ValueError(f"the QUBO must be finite, got J[{i}, {j}]={J[i, j]}")
         if np.any(np.diagonal(J) != 0) or not np.array_equal(J, J.T):
             raise ValueError("J must be symmetric with a zero diagonal (put linear terms in h)")
-        args = _options(n, cardinality, num_reads, confirm, stall, max_iterations, tenure, timeout, seed,
-                        num_threads)
+        args = _options(n, cardinality, num_reads, confirm, min_restarts, stall, max_iterations, tenure, timeout,
+                        seed, num_threads)
         if initial_states is not None:
             args["initial_states"] = np.ascontiguousarray(np.atleast_2d(np.asarray(initial_states)))
         return _search(h, J, float(offset), list(range(n)), args, t_start)
 
 
-def _options(n, cardinality, num_reads, confirm, stall, max_iterations, tenure, timeout, seed,
+def _options(n, cardinality, num_reads, confirm, min_restarts, stall, max_iterations, tenure, timeout, seed,
              num_threads) -> dict:
     """The kernel's arguments, every one validated (errors name the parameter)."""
     if cardinality is None:
@@ -182,10 +199,12 @@ def _options(n, cardinality, num_reads, confirm, stall, max_iterations, tenure, 
         timeout_s = float(timeout) / 1000.0
     if seed is None:
         seed = int.from_bytes(os.urandom(8), "little")
+    num_reads = DEFAULT_MAX_RESTARTS if num_reads is None else check_int("num_reads", num_reads, minimum=1)
+    min_restarts = (default_min_restarts(n, num_reads) if min_restarts is None
+                    else min(check_int("min_restarts", min_restarts, minimum=1), num_reads))
     return dict(
-        cardinality=cardinality,
-        num_reads=DEFAULT_MAX_RESTARTS if num_reads is None else check_int("num_reads", num_reads, minimum=1),
-        confirm=check_int("confirm", confirm, minimum=0), stall=stall,
+        cardinality=cardinality, num_reads=num_reads,
+        confirm=check_int("confirm", confirm, minimum=0), min_restarts=min_restarts, stall=stall,
         max_iterations=100 * stall if max_iterations is None else check_int("max_iterations", max_iterations,
                                                                           minimum=0),
         tenure=check_int("tenure", tenure, minimum=0), timeout=timeout_s,
@@ -212,7 +231,8 @@ def _search(h: np.ndarray, J: np.ndarray, offset: float, variables: list, args: 
         (samples, variables), vartype=dimod.BINARY, energy=energies,
         info={"restarts": int(samples.shape[0]), "confirmed": bool(confirmed), "timed_out": bool(timed_out),
               "iterations": [int(i) for i in iterations], "tenure": args["tenure"], "stall": args["stall"],
-              "cardinality": args["cardinality"], "seed": args["seed"], "implementation": _native.name()})
+              "cardinality": args["cardinality"], "seed": args["seed"], "min_restarts": args["min_restarts"],
+              "implementation": _native.name()})
     sampleset.info["timing"] = {"preprocessing_ns": t_sample - t_start, "sampling_ns": t_post - t_sample,
                                 "postprocessing_ns": time.perf_counter_ns() - t_post}
     return sampleset
