@@ -15,7 +15,8 @@ How the cardinality is kept
   selection instances at n = 100-2,000 it reached the best energy any solver found sooner
   than dwave-samplers' Tabu and than qkrum's annealer with 1000 reads
   (``python -m benchmarks.annealer --time-to-target``). ``num_reads`` is then its
-  restart limit; it stops once two restarts agree on the best energy. With ``lam=None``
+  restart limit; it stops once two restarts agree on the best energy, after a floor of
+  ``ceil(8192 / n)`` restarts. With ``lam=None``
   (the default) such a sampler gets the objective alone and ``cardinality=m``, with no
   penalty: nothing has to be climbed and ``|S| = m`` holds by construction.
 * Other samplers (dwave-samplers, Leap hybrid, QPUs) get the penalised QUBO: ``lam=None``
